@@ -1,0 +1,14 @@
+// Package shutdown drains an HTTP server's handlers and hijacked connections
+// (WebSockets) when the server stops.
+//
+// [http.Server.Shutdown] neither closes nor waits for hijacked connections, and
+// it waits indefinitely for streaming handlers (server-sent events, long polls)
+// that never learn the server is stopping. A [Shutdowner] closes that gap: its
+// [Shutdowner.Middleware] counts running handlers and tracks every connection
+// they hijack until it is closed, even after the handler has returned;
+// [Shutdowner.Draining] and the per-request [Draining] tell handlers to say
+// goodbye; [Shutdowner.Shutdown] and [Shutdowner.ShutdownWithServer] wait for
+// them, answer late requests with 503, and close what is left at the deadline.
+//
+// The package imports the standard library only.
+package shutdown

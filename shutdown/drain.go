@@ -1,0 +1,102 @@
+package shutdown
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Shutdown begins the drain, if it has not begun, and waits until no wrapped
+// handler runs and no tracked connection is open.
+//
+// Beginning the drain closes [Shutdowner.Draining] and the requests' drain
+// signals, and from then on the middleware answers new requests with 503.
+// Shutdown returns nil once nothing is left, at once if nothing runs, even
+// when ctx has already ended. If ctx ends first, Shutdown closes every
+// tracked hijacked connection (unless [WithForceClose](false)) and returns a
+// [*DrainError] with the counts it saw at that moment. It does not wait for
+// handlers still running after that: net/http owns them.
+//
+// Shutdown is safe to call concurrently and repeatedly: every call waits on
+// the same drain, each until its own ctx ends, and after a completed drain
+// Shutdown returns nil at once. It panics if ctx is nil.
+func (s *Shutdowner) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		panic("shutdown: Shutdown called with a nil context")
+	}
+	s.beginDrain()
+	select {
+	case <-s.idle:
+		return nil // first, so that an ended ctx does not hide a finished drain
+	default:
+	}
+	select {
+	case <-s.idle:
+		return nil
+	case <-ctx.Done():
+	}
+	st := s.Stats()
+	if st.Active == 0 && st.Hijacked == 0 {
+		return nil // the drain finished as ctx ended
+	}
+	if !s.keepOpen {
+		s.forceClose()
+	}
+	return &DrainError{Active: st.Active, Hijacked: st.Hijacked, Err: ctx.Err()}
+}
+
+// ShutdownWithServer shuts srv down and drains s, concurrently, and returns
+// [errors.Join] of [Shutdowner.Shutdown]'s error and srv.Shutdown's.
+//
+// The drain begins at once, so that streaming handlers that srv.Shutdown
+// waits for learn to stop. If ctx ends before srv has shut down and
+// force-close is on (the default), ShutdownWithServer also calls srv.Close,
+// which closes the connections of handlers that are still running, as
+// [Shutdowner.Shutdown] closes the hijacked ones.
+//
+// A nil srv drains the handlers only. The rest of the contract is
+// [Shutdowner.Shutdown]'s.
+func (s *Shutdowner) ShutdownWithServer(ctx context.Context, srv *http.Server) error {
+	if srv == nil {
+		return s.Shutdown(ctx)
+	}
+	if ctx == nil {
+		panic("shutdown: ShutdownWithServer called with a nil context")
+	}
+	s.beginDrain()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Shutdown(ctx) }()
+	err := s.Shutdown(ctx)
+	serr := <-srvErr
+	if serr != nil && ctx.Err() != nil && !s.keepOpen {
+		serr = errors.Join(serr, srv.Close())
+	}
+	return errors.Join(err, serr)
+}
+
+// DrainError is the error of a drain that its context ended before it
+// completed.
+type DrainError struct {
+	Active   int   // wrapped handlers still running when the context ended
+	Hijacked int   // hijacked connections still open when the context ended
+	Err      error // the context's error
+}
+
+// Error states both counts and the context's error.
+func (e *DrainError) Error() string {
+	return fmt.Sprintf("shutdown: %d %s and %d hijacked %s still open: %v",
+		e.Active, plural(e.Active, "handler", "handlers"),
+		e.Hijacked, plural(e.Hijacked, "connection", "connections"), e.Err)
+}
+
+// Unwrap returns Err, so that errors.Is(err, context.DeadlineExceeded) holds
+// for a drain that ran out of time.
+func (e *DrainError) Unwrap() error { return e.Err }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,62 @@
+package shutdown_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// serve runs h behind s's middleware on a real loopback server. Each time a
+// wrapped handler has returned, and so is no longer counted, returned
+// receives.
+func serve(t testing.TB, s *shutdown.Shutdowner, h http.Handler) (ts *httptest.Server, returned <-chan struct{}) {
+	t.Helper()
+	ret := make(chan struct{}, 10000)
+	mw := s.Middleware(h)
+	ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { ret <- struct{}{} }()
+		mw.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts, ret
+}
+
+func wsURL(ts *httptest.Server) string {
+	return "ws" + strings.TrimPrefix(ts.URL, "http")
+}
+
+// receive waits for n values from c, failing the test after a generous
+// bound so that a broken drain fails instead of hanging.
+func receive[T any](t testing.TB, c <-chan T, n int) []T {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	got := make([]T, 0, n)
+	for len(got) < n {
+		select {
+		case v := <-c:
+			got = append(got, v)
+		case <-timeout:
+			t.Fatalf("received %d of %d", len(got), n)
+		}
+	}
+	return got
+}
+
+func contextWithTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantStats fails the test unless s's counts are the ones given.
+func wantStats(t testing.TB, s *shutdown.Shutdowner, want shutdown.Stats) {
+	t.Helper()
+	if got := s.Stats(); got != want {
+		t.Fatalf("Stats() = %+v, want %+v", got, want)
+	}
+}

@@ -1,0 +1,97 @@
+package shutdown
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Middleware returns a handler that runs next and counts it in the drain.
+//
+// The handler counts as running from the moment it is called until it
+// returns, or panics (the panic goes on to net/http). A connection it hijacks
+// counts from Hijack until it is closed, even after the handler has returned.
+// Its response writer has exactly the optional interfaces of the one it
+// wraps among [http.Flusher], [http.Hijacker], [io.ReaderFrom],
+// [io.StringWriter] and [http.Pusher], and an Unwrap method for
+// [http.ResponseController]. The request's context carries its drain signal
+// for [Draining].
+//
+// Once a drain has begun, the handler answers every new request itself with
+// 503 Service Unavailable, "Connection: close" and Retry-After, and does not
+// call next.
+//
+// Middleware panics if next is nil. It may be called any number of times, on
+// any number of handlers; they all count in the same drain.
+func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
+	if next == nil {
+		panic("shutdown: Middleware called with a nil handler")
+	}
+	s.init()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.enter() {
+			s.reject(w)
+			return
+		}
+		defer s.exit()
+		// One allocation holds both the writer and the context, and
+		// WithContext makes the other: the two the request costs.
+		rw, b := newWriter(w)
+		b.ctx = requestContext{Context: r.Context(), s: s}
+		next.ServeHTTP(rw, r.WithContext(&b.ctx))
+	})
+}
+
+// reject answers a request that arrived during the drain.
+func (s *Shutdowner) reject(w http.ResponseWriter) {
+	s.rejected.Add(1)
+	h := w.Header()
+	h.Set("Connection", "close")
+	if d := s.retryAfter; d >= 0 {
+		if d == 0 {
+			d = DefaultRetryAfter
+		}
+		h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
+	http.Error(w, "shutdown: server is draining", http.StatusServiceUnavailable)
+}
+
+// requestContext is the context of a request inside Middleware: its parent's,
+// plus the request's drain signal for Draining.
+type requestContext struct {
+	context.Context
+	s *Shutdowner
+}
+
+type requestContextKey struct{}
+
+// Value returns c itself for requestContextKey and defers to the parent for
+// every other key.
+func (c *requestContext) Value(key any) any {
+	if _, ok := key.(requestContextKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// signal returns the request's drain signal.
+func (c *requestContext) signal() <-chan struct{} {
+	return c.s.draining
+}
+
+// Draining returns the drain signal of the request that ctx belongs to: a
+// channel that is closed when the request should wind down. ctx is the
+// context of a request inside [Shutdowner.Middleware], or one derived from it,
+// so code deep in a handler, and goroutines the handler hands its connection
+// to, need only the request's context. For any other context, nil ctx
+// included, Draining returns nil, a channel that is never closed.
+func Draining(ctx context.Context) <-chan struct{} {
+	if ctx == nil {
+		return nil
+	}
+	if c, ok := ctx.Value(requestContextKey{}).(*requestContext); ok {
+		return c.signal()
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package shutdown
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Shutdowner drains the handlers wrapped by its [Shutdowner.Middleware] and
+// the connections they hijack.
+//
+// The zero value is ready to use, with the defaults of [New]:
+//
+//	var s shutdown.Shutdowner
+//
+// All methods are safe for concurrent use. A Shutdowner must not be copied
+// after first use, and is not reusable after a drain, like [http.Server]: once
+// [Shutdowner.Shutdown] has been called it answers every new request with 503.
+type Shutdowner struct {
+	// Options, set by New before the Shutdowner is shared.
+	keepOpen   bool          // WithForceClose(false)
+	retryAfter time.Duration // 0: DefaultRetryAfter; < 0: no header
+
+	// state holds drainingBit and the number of running handlers plus
+	// tracked connections: one word, so that a request is either counted
+	// before the drain begins or sees the drain and backs out, and the
+	// count reaching zero during a drain is seen by exactly the atomic
+	// operation that made it so.
+	state atomic.Int64
+
+	rejected atomic.Uint64
+	forced   atomic.Uint64
+
+	initOnce sync.Once
+	draining chan struct{} // closed when the drain begins
+	idle     chan struct{} // closed when, draining, state's count reaches zero
+
+	mu    sync.Mutex
+	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
+}
+
+// drainingBit is set in Shutdowner.state once the drain has begun; the bits
+// below it count the running handlers and the tracked connections.
+const drainingBit = 1 << 62
+
+// New returns a Shutdowner configured by opts. Without options it is the same
+// as the zero value: force-close on, Retry-After of [DefaultRetryAfter].
+func New(opts ...Option) *Shutdowner {
+	s := new(Shutdowner)
+	for _, opt := range opts {
+		opt.apply(s)
+	}
+	return s
+}
+
+func (s *Shutdowner) init() {
+	s.initOnce.Do(func() {
+		s.draining = make(chan struct{})
+		s.idle = make(chan struct{})
+	})
+}
+
+// Draining returns a channel that is closed the moment a drain begins, when
+// [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is first called.
+// Code that owns many connections (a hub) selects on it to say goodbye to all
+// of them; a single handler uses the request's signal, [Draining](ctx).
+// Every call returns the same channel.
+func (s *Shutdowner) Draining() <-chan struct{} {
+	s.init()
+	return s.draining
+}
+
+// Stats is a snapshot of a [Shutdowner]'s counts, as returned by
+// [Shutdowner.Stats].
+type Stats struct {
+	Active   int    // wrapped handlers running now
+	Hijacked int    // connections hijacked through the middleware and not yet closed, whether or not their handler returned
+	Rejected uint64 // requests answered 503 because a drain had begun
+	Forced   uint64 // hijacked connections closed by the Shutdowner at a deadline
+	Draining bool   // a drain has begun
+}
+
+// Stats returns the current counts. Active and Hijacked are taken together, at
+// one instant; Rejected and Forced are totals since the Shutdowner was made.
+func (s *Shutdowner) Stats() Stats {
+	s.mu.Lock()
+	state := s.state.Load()
+	hijacked := len(s.conns)
+	s.mu.Unlock()
+	return Stats{
+		Active:   int(state&^drainingBit) - hijacked,
+		Hijacked: hijacked,
+		Rejected: s.rejected.Load(),
+		Forced:   s.forced.Load(),
+		Draining: state&drainingBit != 0,
+	}
+}
+
+// enter counts a request in, unless the drain has begun; it reports whether
+// the request was counted.
+func (s *Shutdowner) enter() bool {
+	if s.state.Load()&drainingBit != 0 {
+		return false // the common case during a drain: no write to the shared word
+	}
+	if s.state.Add(1)&drainingBit != 0 {
+		s.exit()
+		return false
+	}
+	return true
+}
+
+// exit counts a handler or a tracked connection out, and ends the drain when it
+// was the last one.
+func (s *Shutdowner) exit() {
+	if s.state.Add(-1) == drainingBit {
+		s.mu.Lock()
+		s.closeIdle()
+		s.mu.Unlock()
+	}
+}
+
+// closeIdle closes s.idle once. s.mu must be held.
+func (s *Shutdowner) closeIdle() {
+	select {
+	case <-s.idle:
+	default:
+		close(s.idle)
+	}
+}
+
+// beginDrain closes s.draining and sets drainingBit, once.
+func (s *Shutdowner) beginDrain() {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.draining:
+		return
+	default:
+	}
+	close(s.draining)
+	if s.state.Or(drainingBit) == 0 {
+		s.closeIdle()
+	}
+}

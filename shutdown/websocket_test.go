@@ -1,0 +1,379 @@
+package shutdown_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	coder "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+const goodbyeReason = "server shutting down"
+
+// abnormal stands for a connection that ended without a close frame
+// (1006, which is never sent on the wire).
+const abnormal = websocket.CloseAbnormalClosure
+
+// A wsServer is a websocket handler that echoes messages and says goodbye
+// with 1001 when its request's drain signal fires. connected receives once
+// the connection is up.
+type wsServer func(connected chan<- struct{}) http.Handler
+
+// A wsClient connects to url and returns a channel that receives the close
+// code the client saw (abnormal when there was no close frame).
+type wsClient func(t testing.TB, url string) <-chan int
+
+var wsServers = map[string]wsServer{
+	"gorilla": gorillaServer,
+	"coder":   coderServer,
+}
+
+var wsClients = map[string]wsClient{
+	"gorilla": gorillaClient,
+	"coder":   coderClient,
+}
+
+func gorillaServer(connected chan<- struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		connected <- struct{}{}
+		readErr := make(chan error, 1)
+		go func() {
+			for {
+				mt, p, err := c.ReadMessage()
+				if err != nil {
+					readErr <- err
+					return
+				}
+				_ = c.WriteMessage(mt, p)
+			}
+		}()
+		select {
+		case <-readErr:
+		case <-shutdown.Draining(r.Context()):
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
+			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			// Wait for the client's close frame, which ends the read loop.
+			select {
+			case <-readErr:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	})
+}
+
+func coderServer(connected chan<- struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := coder.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		connected <- struct{}{}
+		ctx := c.CloseRead(context.Background())
+		select {
+		case <-ctx.Done():
+		case <-shutdown.Draining(r.Context()):
+			_ = c.Close(coder.StatusGoingAway, goodbyeReason)
+		}
+	})
+}
+
+func gorillaClient(t testing.TB, url string) <-chan int {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("gorilla dial: %v", err)
+	}
+	resp.Body.Close()
+	code := make(chan int, 1)
+	go func() {
+		defer c.Close()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					code <- ce.Code
+				} else {
+					code <- abnormal
+				}
+				return
+			}
+		}
+	}()
+	return code
+}
+
+func coderClient(t testing.TB, url string) <-chan int {
+	t.Helper()
+	c, resp, err := coder.Dial(context.Background(), url, nil)
+	if err != nil {
+		t.Fatalf("coder dial: %v", err)
+	}
+	if resp.Body != nil {
+		resp.Body.Close()
+	}
+	code := make(chan int, 1)
+	go func() {
+		defer c.CloseNow()
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				if s := coder.CloseStatus(err); s != -1 {
+					code <- int(s)
+				} else {
+					code <- abnormal
+				}
+				return
+			}
+		}
+	}()
+	return code
+}
+
+// connect dials n clients and waits until the server has all of them.
+func connect(t testing.TB, dial wsClient, url string, connected <-chan struct{}, n int) []<-chan int {
+	t.Helper()
+	codes := make([]<-chan int, n)
+	for i := range codes {
+		codes[i] = dial(t, url)
+	}
+	receive(t, connected, n)
+	return codes
+}
+
+func wantCodes(t testing.TB, codes []<-chan int, want int) {
+	t.Helper()
+	for i, c := range codes {
+		if got := receive(t, c, 1)[0]; got != want {
+			t.Errorf("client %d saw close code %d, want %d", i, got, want)
+		}
+	}
+}
+
+// Every pairing of server and client library: each client sees 1001 when
+// its handler says goodbye, and the drain ends with nothing left.
+func TestWebSocketGoodbye(t *testing.T) {
+	const n = 20
+	for sname, server := range wsServers {
+		for cname, client := range wsClients {
+			t.Run(sname+"-server/"+cname+"-client", func(t *testing.T) {
+				var s shutdown.Shutdowner
+				connected := make(chan struct{}, n)
+				ts, _ := serve(t, &s, server(connected))
+				codes := connect(t, client, wsURL(ts), connected, n)
+				wantStats(t, &s, shutdown.Stats{Active: n, Hijacked: n})
+
+				if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
+					t.Fatalf("ShutdownWithServer: %v", err)
+				}
+				wantCodes(t, codes, websocket.CloseGoingAway)
+				wantStats(t, &s, shutdown.Stats{Draining: true})
+			})
+		}
+	}
+}
+
+// The gorilla "chat" shape: the handler hands the connection to goroutines
+// and returns at once. The drain waits for those goroutines to close it.
+func TestWebSocketChatShape(t *testing.T) {
+	const n = 10
+	var s shutdown.Shutdowner
+	sawDrain := make(chan struct{}, n)
+	release := make(chan struct{})
+	ts, returned := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		drain := r.Context() // all the goroutines need
+		go func() {
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer c.Close()
+			<-shutdown.Draining(drain)
+			sawDrain <- struct{}{}
+			<-release
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
+			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		}()
+	}))
+	codes := make([]<-chan int, n)
+	for i := range codes {
+		codes[i] = gorillaClient(t, wsURL(ts))
+	}
+	receive(t, returned, n)
+	wantStats(t, &s, shutdown.Stats{Active: 0, Hijacked: n})
+
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(contextWithTimeout(t, 10*time.Second)) }()
+	receive(t, sawDrain, n)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v while %d connections were open", err, n)
+	default:
+	}
+	wantStats(t, &s, shutdown.Stats{Hijacked: n, Draining: true})
+	close(release)
+	if err := receive(t, done, 1)[0]; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	wantCodes(t, codes, websocket.CloseGoingAway)
+	wantStats(t, &s, shutdown.Stats{Draining: true})
+}
+
+// Handlers that ignore the drain are closed at the deadline and reported;
+// their clients see an abnormal closure.
+func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
+	const n = 5
+	for _, returns := range []bool{false, true} {
+		name := map[bool]string{false: "handler-blocks", true: "handler-returned"}[returns]
+		t.Run(name, func(t *testing.T) {
+			var s shutdown.Shutdowner
+			connected := make(chan struct{}, n)
+			ts, returned := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				connected <- struct{}{}
+				read := func() {
+					for {
+						if _, _, err := c.NextReader(); err != nil {
+							return
+						}
+					}
+				}
+				if returns {
+					go read()
+					return
+				}
+				read()
+			}))
+			codes := connect(t, gorillaClient, wsURL(ts), connected, n)
+			active := n
+			if returns {
+				receive(t, returned, n)
+				active = 0
+			}
+
+			err := s.Shutdown(contextWithTimeout(t, 50*time.Millisecond))
+			var de *shutdown.DrainError
+			if !errors.As(err, &de) || de.Active != active || de.Hijacked != n {
+				t.Fatalf("Shutdown = %v, want a DrainError with %d handlers and %d connections", err, active, n)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("errors.Is(%v, context.DeadlineExceeded) = false", err)
+			}
+			wantCodes(t, codes, abnormal)
+			if !returns {
+				receive(t, returned, n) // the closed connections end the handlers
+			}
+			wantStats(t, &s, shutdown.Stats{Forced: n, Draining: true})
+		})
+	}
+}
+
+// With force-close off, a drain that runs out of time leaves the
+// connections open and counted, for their owners to close.
+func TestWithForceCloseFalseKeepsConnections(t *testing.T) {
+	s := shutdown.New(shutdown.WithForceClose(false))
+	connected := make(chan struct{}, 1)
+	serverClosed := make(chan struct{})
+	ts, _ := serve(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		connected <- struct{}{}
+		go func() {
+			defer close(serverClosed)
+			defer c.Close()
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+	}))
+	client, resp, err := websocket.DefaultDialer.Dial(wsURL(ts), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	receive(t, connected, 1)
+
+	err = s.Shutdown(contextWithTimeout(t, 20*time.Millisecond))
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Hijacked != 1 {
+		t.Fatalf("Shutdown = %v, want a DrainError with 1 connection", err)
+	}
+	wantStats(t, s, shutdown.Stats{Hijacked: 1, Draining: true})
+	// The connection still works.
+	if err := client.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatalf("write after the drain's deadline: %v", err)
+	}
+	// A later Shutdown with an ended context still reports it.
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(cancelled); !errors.As(err, &de) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown(cancelled) = %v, want a DrainError wrapping context.Canceled", err)
+	}
+	// Once its owner closes it, the drain completes.
+	client.Close()
+	<-serverClosed
+	if err := s.Shutdown(contextWithTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("Shutdown after the owner closed: %v", err)
+	}
+	wantStats(t, s, shutdown.Stats{Draining: true})
+}
+
+// Clients that vanish mid-drain, without a close frame, end their handlers
+// and do not hold the drain up.
+func TestWebSocketClientsVanishMidDrain(t *testing.T) {
+	const n = 10
+	var s shutdown.Shutdowner
+	connected := make(chan struct{}, n)
+	ts, _ := serve(t, &s, gorillaServer(connected))
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		c, resp, err := websocket.DefaultDialer.Dial(wsURL(ts), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		conns[i] = c
+	}
+	receive(t, connected, n)
+	vanished := make(chan struct{}, n)
+	for _, c := range conns {
+		go func() {
+			<-s.Draining()
+			// Gone without a close frame, as a killed browser tab or a
+			// dropped mobile connection.
+			_ = c.NetConn().Close()
+			vanished <- struct{}{}
+		}()
+	}
+	if err := s.Shutdown(contextWithTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	receive(t, vanished, n)
+	wantStats(t, &s, shutdown.Stats{Draining: true})
+}

@@ -1,0 +1,94 @@
+package shutdown
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+)
+
+// The optional interfaces of a response writer that the middleware's writer
+// keeps, one bit each. writers.go has a writer type for each of their 32
+// combinations, so that a writer claims exactly what the one it wraps has:
+// websocket libraries test for http.Hijacker, which an HTTP/2 writer lacks,
+// and net/http's io.ReaderFrom and io.StringWriter save copies and
+// allocations.
+//
+// The types are written out, by TestWritersGenerated, rather than taken from
+// github.com/felixge/httpsnoop: httpsnoop's Wrap costs three allocations of
+// its own per request (its hooks, its writer, and the combination that holds
+// it), where here one allocation holds the writer and the request's context
+// (BenchmarkMiddleware and BenchmarkWrapHTTPSnoop measure both), and this
+// package imports the standard library only.
+const (
+	hasFlusher = 1 << iota
+	hasHijacker
+	hasReaderFrom
+	hasStringWriter
+	hasPusher
+)
+
+// newWriter returns a writer for w with w's optional interfaces, and the base
+// inside it.
+func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
+	var m int
+	if _, ok := w.(http.Flusher); ok {
+		m |= hasFlusher
+	}
+	if _, ok := w.(http.Hijacker); ok {
+		m |= hasHijacker
+	}
+	if _, ok := w.(io.ReaderFrom); ok {
+		m |= hasReaderFrom
+	}
+	if _, ok := w.(io.StringWriter); ok {
+		m |= hasStringWriter
+	}
+	if _, ok := w.(http.Pusher); ok {
+		m |= hasPusher
+	}
+	rw, b := newWriterOf(m)
+	b.rw = w
+	return rw, b
+}
+
+// base is the part common to all writer types: the writer it wraps, the
+// methods of http.ResponseWriter, Unwrap, and the request's context, kept
+// here so that one allocation holds both.
+type base struct {
+	rw  http.ResponseWriter
+	ctx requestContext // a named field: its methods are not the writer's
+}
+
+func (b *base) Header() http.Header                 { return b.rw.Header() }
+func (b *base) Write(p []byte) (int, error)         { return b.rw.Write(p) }
+func (b *base) WriteHeader(statusCode int)          { b.rw.WriteHeader(statusCode) }
+func (b *base) Unwrap() http.ResponseWriter         { return b.rw }
+func (b *base) readFrom(r io.Reader) (int64, error) { return b.rw.(io.ReaderFrom).ReadFrom(r) }
+func (b *base) writeString(s string) (int, error)   { return b.rw.(io.StringWriter).WriteString(s) }
+
+func (b *base) push(target string, opts *http.PushOptions) error {
+	return b.rw.(http.Pusher).Push(target, opts)
+}
+
+func (b *base) flush() { b.rw.(http.Flusher).Flush() }
+
+// flushError is FlushError for every writer that has Flush, so that
+// http.ResponseController.Flush, which prefers FlushError, still sees the
+// error of a wrapped writer that has one.
+func (b *base) flushError() error {
+	if f, ok := b.rw.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	b.rw.(http.Flusher).Flush()
+	return nil
+}
+
+// hijack hijacks the connection and tracks it until it is closed.
+func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := b.rw.(http.Hijacker).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	return b.ctx.s.track(c), brw, nil
+}
