@@ -12,11 +12,12 @@ import (
 // The handler counts as running from the moment it is called until it
 // returns, or panics (the panic goes on to net/http). A connection it hijacks
 // counts from Hijack until it is closed, even after the handler has returned.
-// Its response writer has exactly the optional interfaces of the one it
-// wraps among [http.Flusher], [http.Hijacker], [io.ReaderFrom],
-// [io.StringWriter] and [http.Pusher], and an Unwrap method for
-// [http.ResponseController]. The request's context carries its drain signal
-// for [Draining].
+// Its response writer has the optional interfaces of the one it wraps among
+// [http.Flusher], [io.ReaderFrom], [io.StringWriter] and [http.Pusher], and
+// an Unwrap method for [http.ResponseController]. It has [http.Hijacker] when
+// the writer it wraps, or one that writer unwraps to, has it, so that no
+// hijack bypasses the count; on HTTP/2 it has none. The request's context
+// carries its drain signal for [Draining].
 //
 // Once a drain has begun, the handler answers every new request itself with
 // 503 Service Unavailable, "Connection: close" and Retry-After, and does not

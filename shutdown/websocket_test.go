@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -376,4 +377,34 @@ func TestWebSocketClientsVanishMidDrain(t *testing.T) {
 	}
 	receive(t, vanished, n)
 	wantStats(t, &s, shutdown.Stats{Draining: true})
+}
+
+// unwrapOnly is a response writer of another middleware, written the
+// Go 1.20 way: it has Unwrap and none of the optional interfaces.
+type unwrapOnly struct{ http.ResponseWriter }
+
+func (u unwrapOnly) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+// Outside another middleware whose writer only unwraps, a websocket is still
+// hijacked through the Shutdowner, counted and drained: coder/websocket
+// walks Unwrap chains, and gorilla, which asks for http.Hijacker itself,
+// finds one.
+func TestWriterHijacksThroughUnwrap(t *testing.T) {
+	for sname, server := range wsServers {
+		t.Run(sname, func(t *testing.T) {
+			var s shutdown.Shutdowner
+			connected := make(chan struct{}, 1)
+			mw := s.Middleware(server(connected))
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mw.ServeHTTP(unwrapOnly{w}, r)
+			}))
+			defer ts.Close()
+			codes := connect(t, gorillaClient, wsURL(ts), connected, 1)
+			wantStats(t, &s, shutdown.Stats{Active: 1, Hijacked: 1})
+			if err := s.Shutdown(contextWithTimeout(t, 10*time.Second)); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			wantCodes(t, codes, websocket.CloseGoingAway)
+		})
+	}
 }

@@ -9,9 +9,9 @@ import (
 
 // The optional interfaces of a response writer that the middleware's writer
 // keeps, one bit each. writers.go has a writer type for each of their 32
-// combinations, so that a writer claims exactly what the one it wraps has:
-// websocket libraries test for http.Hijacker, which an HTTP/2 writer lacks,
-// and net/http's io.ReaderFrom and io.StringWriter save copies and
+// combinations, so that a writer claims what the one it wraps has and no
+// more: websocket libraries test for http.Hijacker, which an HTTP/2 writer
+// lacks, and net/http's io.ReaderFrom and io.StringWriter save copies and
 // allocations.
 //
 // The types are written out, by TestWritersGenerated, rather than taken from
@@ -28,6 +28,23 @@ const (
 	hasPusher
 )
 
+// canHijack reports whether w, or a writer it unwraps to, is an
+// http.Hijacker, as http.ResponseController and coder/websocket look for
+// one. The middleware's writer then has Hijack itself: were it to lack it,
+// those callers would unwrap it and hijack the connection uncounted.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
 // newWriter returns a writer for w with w's optional interfaces, and the base
 // inside it.
 func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
@@ -35,7 +52,7 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	if _, ok := w.(http.Flusher); ok {
 		m |= hasFlusher
 	}
-	if _, ok := w.(http.Hijacker); ok {
+	if canHijack(w) {
 		m |= hasHijacker
 	}
 	if _, ok := w.(io.ReaderFrom); ok {
@@ -84,9 +101,10 @@ func (b *base) flushError() error {
 	return nil
 }
 
-// hijack hijacks the connection and tracks it until it is closed.
+// hijack hijacks the connection, through whichever writer canHijack found,
+// and tracks it until it is closed.
 func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := b.rw.(http.Hijacker).Hijack()
+	c, brw, err := http.NewResponseController(b.rw).Hijack()
 	if err != nil {
 		return c, brw, err
 	}
