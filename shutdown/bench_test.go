@@ -1,0 +1,181 @@
+package shutdown_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/felixge/httpsnoop"
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// benchWriter is a reusable response writer with the optional interfaces of
+// net/http's HTTP/1.1 writer, so that the middleware does the work it does
+// in a server and the benchmark counts only the middleware's allocations.
+type benchWriter struct{ h http.Header }
+
+func (w *benchWriter) Header() http.Header                 { return w.h }
+func (w *benchWriter) Write(p []byte) (int, error)         { return len(p), nil }
+func (w *benchWriter) WriteHeader(int)                     {}
+func (w *benchWriter) WriteString(s string) (int, error)   { return len(s), nil }
+func (w *benchWriter) ReadFrom(r io.Reader) (int64, error) { return io.Copy(io.Discard, r) }
+func (w *benchWriter) Flush()                              {}
+func (w *benchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+
+var okBody = []byte("ok")
+
+// okHandler is the plain request: it writes a short body.
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(okBody) })
+
+// waitGroupMiddleware is the seed's design, the floor for any counting
+// middleware: a sync.WaitGroup around the handler.
+func waitGroupMiddleware(wg *sync.WaitGroup, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type snoopKey struct{}
+
+// snoopMiddleware is what the middleware would be with httpsnoop in place of
+// the generated writers: a counter, a writer that hooks Hijack, and the
+// request's context carrying the drain signal.
+func snoopMiddleware(s *shutdown.Shutdowner, next http.Handler) http.Handler {
+	var wg sync.WaitGroup
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		rw := httpsnoop.Wrap(w, httpsnoop.Hooks{
+			Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
+				return func() (net.Conn, *bufio.ReadWriter, error) { return next() }
+			},
+		})
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), snoopKey{}, s)))
+	})
+}
+
+// BenchmarkMiddleware serves a plain request bare, through the seed's
+// WaitGroup middleware, through the Shutdowner's, and through the same built
+// on httpsnoop, in one run: read the cost as the difference.
+func BenchmarkMiddleware(b *testing.B) {
+	var wg sync.WaitGroup
+	var s shutdown.Shutdowner
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"bare", okHandler},
+		{"waitgroup", waitGroupMiddleware(&wg, okHandler)},
+		{"shutdown", s.Middleware(okHandler)},
+		{"httpsnoop", snoopMiddleware(&s, okHandler)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			w := &benchWriter{h: make(http.Header)}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				bc.h.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// BenchmarkServer serves the plain request from two real servers on
+// loopback, one bare and one through the middleware, to keep-alive clients,
+// alternating between them in rounds so that both see the same machine.
+// It reports the wrapped server's throughput as a percentage of the bare
+// one's.
+func BenchmarkServer(b *testing.B) {
+	var s shutdown.Shutdowner
+	bare := httptest.NewServer(okHandler)
+	defer bare.Close()
+	wrapped := httptest.NewServer(s.Middleware(okHandler))
+	defer wrapped.Close()
+	const clients = 4
+	transport := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+
+	load := func(url string, n int) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for range n / clients {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	load(bare.URL, 100) // connections up on both
+	load(wrapped.URL, 100)
+
+	const rounds = 20
+	perRound := max(b.N/rounds, clients)
+	var bareTime, wrappedTime time.Duration
+	b.ResetTimer()
+	for round := range rounds {
+		if round%2 == 0 {
+			bareTime += load(bare.URL, perRound)
+			wrappedTime += load(wrapped.URL, perRound)
+		} else {
+			wrappedTime += load(wrapped.URL, perRound)
+			bareTime += load(bare.URL, perRound)
+		}
+	}
+	b.StopTimer()
+	requests := float64(rounds * (perRound / clients) * clients)
+	b.ReportMetric(requests/bareTime.Seconds(), "bare-req/s")
+	b.ReportMetric(requests/wrappedTime.Seconds(), "wrapped-req/s")
+	b.ReportMetric(100*bareTime.Seconds()/wrappedTime.Seconds(), "%-of-bare")
+}
+
+// BenchmarkDrain drains N real gorilla websocket clients at once and
+// reports the time of the whole drain: every handler says goodbye, every
+// client answers, every connection closes. It fails unless every client saw
+// 1001.
+func BenchmarkDrain(b *testing.B) {
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				var s shutdown.Shutdowner
+				connected := make(chan struct{}, n)
+				ts := httptest.NewServer(s.Middleware(gorillaServer(connected)))
+				codes := connect(b, gorillaClient, wsURL(ts), connected, n)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				b.StartTimer()
+				err := s.ShutdownWithServer(ctx, ts.Config)
+				b.StopTimer()
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wantCodes(b, codes, websocket.CloseGoingAway)
+				ts.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
