@@ -34,22 +34,21 @@ func (s *Shutdowner) track(c net.Conn) net.Conn {
 	return tc
 }
 
-// untrack stops counting c and reports whether it was still counted.
-func (s *Shutdowner) untrack(c *conn) bool {
+// untrack stops counting c, unless forceClose already has.
+func (s *Shutdowner) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.conns[c]; !ok {
-		return false
+		return
 	}
 	delete(s.conns, c)
 	if s.state.Add(-1) == drainingBit {
 		s.closeIdle()
 	}
-	return true
 }
 
-// forceClose closes every tracked connection and returns how many it closed.
-func (s *Shutdowner) forceClose() int {
+// forceClose closes every tracked connection and counts them in s.forced.
+func (s *Shutdowner) forceClose() {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -65,7 +64,6 @@ func (s *Shutdowner) forceClose() int {
 		_ = c.Conn.Close() // what the peer sees is what counts; the error tells nothing
 	}
 	s.forced.Add(uint64(len(conns)))
-	return len(conns)
 }
 
 // Close closes the connection and stops counting it in the drain.
