@@ -1,0 +1,18 @@
+// Package fxshutdown provides a [shutdown.Shutdowner] as an Fx component.
+//
+// One line gives an Fx application the Shutdowner and the lifecycle that
+// uses it:
+//
+//	fx.New(
+//		fxshutdown.Module,
+//		fx.Provide(fxshutdown.AsServer(NewHTTPServer)),
+//	)
+//
+// where NewHTTPServer wraps its handler in the Shutdowner's Middleware. The
+// module starts every server given with [AsServer] and, in a single OnStop
+// hook, drains the wrapped handlers and shuts the servers down concurrently,
+// within a share of Fx's stop timeout ([Config]), logging the remaining
+// connection counts through zap.
+//
+// The logic is in package shutdown; this package only wires it into Fx.
+package fxshutdown

@@ -1,0 +1,454 @@
+package fxshutdown_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/wsshutdown/wsshutdown/fxshutdown"
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testApp is an Fx application with the module, one server on a free
+// loopback port that serves handler (built with the app's Shutdowner), and
+// a zap logger whose entries the test observes.
+type testApp struct {
+	*fxtest.App
+	logs   *observer.ObservedLogs
+	logged chan string // the message of every entry, as it is written
+	addr   string      // the server's address, from the "serving" entry
+	s      *shutdown.Shutdowner
+}
+
+// newTestApp starts the app; opts come before the module, so that hooks they
+// register run after the module's at stop.
+func newTestApp(t *testing.T, handler func(*shutdown.Shutdowner) http.Handler, opts ...fx.Option) *testApp {
+	t.Helper()
+	core, logs := observer.New(zapcore.InfoLevel)
+	a := &testApp{logs: logs, logged: make(chan string, 1000)}
+	core = zapcore.RegisterHooks(core, func(e zapcore.Entry) error {
+		select {
+		case a.logged <- e.Message:
+		default:
+		}
+		return nil
+	})
+	a.App = fxtest.New(t, append(opts,
+		fx.NopLogger,
+		fx.Supply(zap.New(core)),
+		fxshutdown.Module,
+		fx.Provide(fxshutdown.AsServer(func(s *shutdown.Shutdowner) *http.Server {
+			return &http.Server{Addr: "127.0.0.1:0", Handler: s.Middleware(handler(s))}
+		})),
+		fx.Populate(&a.s),
+	)...)
+	a.RequireStart()
+	serving := logs.FilterMessage("serving").All()
+	if len(serving) != 1 {
+		t.Fatalf("%d \"serving\" entries, want 1", len(serving))
+	}
+	a.addr = serving[0].ContextMap()["addr"].(string)
+	return a
+}
+
+// drainEntries returns the entries about the drain: every entry but
+// "serving".
+func drainEntries(logs *observer.ObservedLogs) []observer.LoggedEntry {
+	var out []observer.LoggedEntry
+	for _, e := range logs.All() {
+		if e.Message != "serving" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// wantCounts fails unless e carries the counts active and hijacked.
+func wantCounts(t *testing.T, e observer.LoggedEntry, active, hijacked int64) {
+	t.Helper()
+	m := e.ContextMap()
+	if m["active"] != active || m["hijacked"] != hijacked {
+		t.Errorf("%q: active=%v hijacked=%v, want %d and %d", e.Message, m["active"], m["hijacked"], active, hijacked)
+	}
+	if e.LoggerName != "shutdown" {
+		t.Errorf("%q logged by %q, want the logger named \"shutdown\"", e.Message, e.LoggerName)
+	}
+}
+
+// goodbyeHandler upgrades to a websocket and says goodbye with 1001 on the
+// request's drain signal; connected receives once each is up.
+func goodbyeHandler(connected chan<- struct{}) func(*shutdown.Shutdowner) http.Handler {
+	return func(*shutdown.Shutdowner) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			readErr := make(chan error, 1)
+			go func() {
+				for {
+					if _, _, err := c.NextReader(); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}()
+			connected <- struct{}{}
+			select {
+			case <-readErr:
+			case <-shutdown.Draining(r.Context()):
+				msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+				_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+				<-readErr
+			}
+		})
+	}
+}
+
+// dial connects a gorilla client and returns the close code it sees
+// (1006 when the connection ends without a close frame).
+func dial(t *testing.T, addr string) <-chan int {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code := make(chan int, 1)
+	go func() {
+		defer c.Close()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					code <- ce.Code
+				} else {
+					code <- websocket.CloseAbnormalClosure
+				}
+				return
+			}
+		}
+	}()
+	return code
+}
+
+func wantCodes(t *testing.T, codes []<-chan int, want int) {
+	t.Helper()
+	for i, c := range codes {
+		select {
+		case got := <-c:
+			if got != want {
+				t.Errorf("client %d saw close %d, want %d", i, got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("client %d saw no close", i)
+		}
+	}
+}
+
+// Stop drains real websocket clients with 1001, and the log shows the counts
+// going from N to 0 in a handful of entries.
+func TestStopDrainsWebSockets(t *testing.T) {
+	const n = 50
+	connected := make(chan struct{}, n)
+	app := newTestApp(t, goodbyeHandler(connected))
+	codes := make([]<-chan int, n)
+	for i := range codes {
+		codes[i] = dial(t, app.addr)
+	}
+	for range n {
+		<-connected
+	}
+	app.RequireStop()
+	wantCodes(t, codes, websocket.CloseGoingAway)
+
+	entries := drainEntries(app.logs)
+	if len(entries) < 2 || entries[0].Message != "drain started" || entries[len(entries)-1].Message != "drained" {
+		t.Fatalf("drain entries %v, want \"drain started\" first and \"drained\" last", messages(entries))
+	}
+	wantCounts(t, entries[0], n, n)
+	wantCounts(t, entries[len(entries)-1], 0, 0)
+	if _, ok := entries[len(entries)-1].ContextMap()["duration"]; !ok {
+		t.Error("\"drained\" has no duration")
+	}
+	for _, e := range entries[1 : len(entries)-1] {
+		if e.Message != "draining" {
+			t.Errorf("unexpected entry %q during the drain", e.Message)
+		}
+	}
+	// One entry a second at most between start and end, by default.
+	if len(entries) > 4 {
+		t.Errorf("%d entries for a drain of %d connections: %v", len(entries), n, messages(entries))
+	}
+}
+
+func messages(entries []observer.LoggedEntry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Message)
+	}
+	return out
+}
+
+// While connections remain, the drain logs their counts every LogInterval.
+func TestStopLogsProgress(t *testing.T) {
+	connected := make(chan struct{}, 1)
+	release := make(chan struct{})
+	app := newTestApp(t, func(s *shutdown.Shutdowner) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			connected <- struct{}{}
+			<-shutdown.Draining(r.Context())
+			<-release
+		})
+	}, fx.Supply(fxshutdown.Config{LogInterval: 5 * time.Millisecond}))
+	go func() {
+		if resp, err := http.Get("http://" + app.addr); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-connected
+	// Release the handler once the drain has logged its progress twice.
+	go func() {
+		for seen := 0; seen < 2; {
+			if <-app.logged == "draining" {
+				seen++
+			}
+		}
+		close(release)
+	}()
+	app.RequireStop()
+	progress := app.logs.FilterMessage("draining").All()
+	if len(progress) < 2 {
+		t.Fatalf("%d \"draining\" entries, want at least 2", len(progress))
+	}
+	wantCounts(t, progress[0], 1, 0)
+	wantCounts(t, app.logs.FilterMessage("drained").All()[0], 0, 0)
+}
+
+// A busy address fails Start with an error that names it, and the
+// listeners already opened are closed.
+func TestStartFailsOnBusyAddress(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free := freeAddr(t)
+	app := fx.New(
+		fx.NopLogger,
+		fxshutdown.Module,
+		fx.Provide(
+			fxshutdown.AsServer(func() *http.Server { return &http.Server{Addr: free} }),
+			fxshutdown.AsServer(func() *http.Server { return &http.Server{Addr: busy.Addr().String()} }),
+		),
+	)
+	err = app.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Start = %v, want an error naming %s", err, busy.Addr())
+	}
+	ln, err := net.Listen("tcp", free)
+	if err != nil {
+		t.Fatalf("the first server's address %s is still taken after the failed start: %v", free, err)
+	}
+	ln.Close()
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// A connection whose handler ignores the drain is force-closed within the
+// stop timeout: Stop returns the DrainError promptly, the client sees the
+// connection end, and a Warn entry reports it.
+func TestStopTimeoutForceClosesStuckConnection(t *testing.T) {
+	connected := make(chan struct{}, 1)
+	app := newTestApp(t, func(*shutdown.Shutdowner) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			connected <- struct{}{}
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		})
+	})
+	code := dial(t, app.addr)
+	<-connected
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := app.Stop(ctx)
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Hijacked != 1 || de.Active != 1 {
+		t.Fatalf("Stop = %v, want a DrainError with the connection", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("Stop returned after its deadline: %v", ctx.Err())
+	}
+	wantCodes(t, []<-chan int{code}, websocket.CloseAbnormalClosure)
+	warn := app.logs.FilterMessage("drain deadline reached, connections closed").All()
+	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
+		t.Fatalf("deadline entries %v, want one Warn", warn)
+	}
+	wantCounts(t, warn[0], 1, 1)
+	if warn[0].ContextMap()["forced"] != uint64(1) {
+		t.Errorf("forced = %v, want 1", warn[0].ContextMap()["forced"])
+	}
+}
+
+// A hook registered before the module's, which Fx runs after it, still runs
+// when the drain uses up its share of the stop timeout.
+func TestLaterHookRunsAfterDrainBudget(t *testing.T) {
+	connected := make(chan struct{}, 1)
+	hung := make(chan struct{})
+	defer close(hung)
+	laterHookRan := false
+	app := newTestApp(t, func(*shutdown.Shutdowner) http.Handler {
+		return http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			connected <- struct{}{}
+			<-hung // ignores the drain and its connection's end
+		})
+	}, fx.Module("database", fx.Invoke(func(lc fx.Lifecycle) {
+		lc.Append(fx.StopHook(func() { laterHookRan = true }))
+	})))
+	go func() {
+		if resp, err := http.Get("http://" + app.addr); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-connected
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := app.Stop(ctx)
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Active != 1 {
+		t.Fatalf("Stop = %v, want a DrainError with the handler", err)
+	}
+	if !laterHookRan {
+		t.Fatal("the hook that runs after the drain's did not run")
+	}
+}
+
+// With no server given, the module still drains the handlers wrapped by
+// its Shutdowner, wherever they are served.
+func TestStopWithoutServersWaitsForHandlers(t *testing.T) {
+	var s *shutdown.Shutdowner
+	app := fxtest.New(t, fx.NopLogger, fxshutdown.Module, fx.Populate(&s))
+	app.RequireStart()
+	entered, release := make(chan struct{}), make(chan struct{})
+	ts := httptest.NewServer(s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-shutdown.Draining(r.Context())
+		<-release
+	})))
+	defer ts.Close()
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(ts.URL)
+		if err != nil {
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.Stop(context.Background()) }()
+	<-s.Draining()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned %v while a handler ran", err)
+	default:
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if code := <-got; code != http.StatusOK {
+		t.Fatalf("the drained request got %d, want 200", code)
+	}
+}
+
+// A server whose Serve fails (here an HTTP/2 TLS configuration that
+// net/http refuses) stops the application with exit code 1 and an Error
+// entry.
+func TestServeFailureStopsApp(t *testing.T) {
+	cert := testCertificate(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(zap.New(core)),
+		fxshutdown.Module,
+		fx.Provide(fxshutdown.AsServer(func() *http.Server {
+			return &http.Server{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{
+				Certificates: []tls.Certificate{cert},
+				CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA},
+			}}
+		})),
+	)
+	app.RequireStart()
+	select {
+	case sig := <-app.Wait():
+		if sig.ExitCode != 1 {
+			t.Errorf("exit code %d, want 1", sig.ExitCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the application did not stop")
+	}
+	app.RequireStop()
+	failed := logs.FilterMessage("serve failed").All()
+	if len(failed) != 1 || failed[0].Level != zapcore.ErrorLevel || failed[0].ContextMap()["addr"] == nil {
+		t.Fatalf("serve failure entries %v, want one Error with the address", failed)
+	}
+}
+
+// testCertificate is the certificate of net/http/httptest's TLS servers.
+func testCertificate(t *testing.T) tls.Certificate {
+	t.Helper()
+	ts := httptest.NewTLSServer(http.NotFoundHandler())
+	defer ts.Close()
+	return ts.TLS.Certificates[0]
+}
+
+// A nil server from an AsServer constructor fails the application's build
+// with an error that says so.
+func TestNilServer(t *testing.T) {
+	app := fx.New(fx.NopLogger, fxshutdown.Module,
+		fx.Provide(fxshutdown.AsServer(func() *http.Server { return nil })))
+	if err := app.Err(); err == nil || !strings.Contains(err.Error(), "nil") {
+		t.Fatalf("Err() = %v, want an error about the nil server", err)
+	}
+}

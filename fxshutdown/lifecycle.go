@@ -1,0 +1,197 @@
+package fxshutdown
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// hookParams is what the module's hooks need from the graph.
+type hookParams struct {
+	fx.In
+
+	Shutdowner *shutdown.Shutdowner
+	Lifecycle  fx.Lifecycle
+	Stopper    fx.Shutdowner
+	Logger     *zap.Logger    `optional:"true"`
+	Config     Config         `optional:"true"`
+	Servers    []*http.Server `group:"fxshutdown.servers"`
+}
+
+// register appends the module's hooks: OnStart serves the servers, OnStop
+// drains and shuts them down.
+func register(p hookParams) error {
+	for i, srv := range p.Servers {
+		if srv == nil {
+			return fmt.Errorf("fxshutdown: server %d of %d given with AsServer is nil", i+1, len(p.Servers))
+		}
+	}
+	log := p.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &hooks{
+		s:       p.Shutdowner,
+		stopper: p.Stopper,
+		log:     log.Named("shutdown"),
+		config:  p.Config,
+		servers: p.Servers,
+	}
+	p.Lifecycle.Append(fx.Hook{OnStart: h.start, OnStop: h.stop})
+	return nil
+}
+
+type hooks struct {
+	s       *shutdown.Shutdowner
+	stopper fx.Shutdowner
+	log     *zap.Logger
+	config  Config
+	servers []*http.Server
+	serving sync.WaitGroup // the Serve goroutines
+}
+
+// start listens on every server's address before it returns, so that a busy
+// or bad address fails the application's start, and serves each in a
+// goroutine.
+func (h *hooks) start(context.Context) error {
+	listeners := make([]net.Listener, 0, len(h.servers))
+	for _, srv := range h.servers {
+		addr := srv.Addr
+		if addr == "" {
+			addr = ":http" // as net/http
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, ln := range listeners {
+				_ = ln.Close() // nothing was served on it
+			}
+			return fmt.Errorf("fxshutdown: listen on %q: %w", addr, err)
+		}
+		listeners = append(listeners, ln)
+	}
+	for i, srv := range h.servers {
+		ln := listeners[i]
+		h.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", hasCertificates(srv.TLSConfig)))
+		h.serving.Go(func() { h.serve(srv, ln) })
+	}
+	return nil
+}
+
+func hasCertificates(c *tls.Config) bool {
+	return c != nil && (len(c.Certificates) > 0 || c.GetCertificate != nil || c.GetConfigForClient != nil)
+}
+
+// serve serves srv on ln until srv shuts down. Any other end of Serve stops
+// the application with exit code 1.
+func (h *hooks) serve(srv *http.Server, ln net.Listener) {
+	addr := ln.Addr().String()
+	var err error
+	if hasCertificates(srv.TLSConfig) {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return
+	}
+	h.log.Error("serve failed", zap.String("addr", addr), zap.Error(err))
+	if err := h.stopper.Shutdown(fx.ExitCode(1)); err != nil {
+		h.log.Error("cannot stop the application", zap.Error(err))
+	}
+}
+
+// stop drains the handlers and shuts every server down, concurrently, within
+// the drain's share of ctx (Config), then waits for the Serve goroutines.
+func (h *hooks) stop(ctx context.Context) error {
+	defer h.serving.Wait()
+	begin := time.Now()
+	drainCtx := ctx
+	budget := zap.Skip()
+	if d, limited := h.config.drainBudget(ctx); limited {
+		var cancel context.CancelFunc
+		drainCtx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+		budget = zap.Duration("budget", d)
+	}
+	before := h.s.Stats()
+	h.log.Info("drain started", append(counts(before), budget, zap.Int("servers", len(h.servers)))...)
+
+	logged := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(logged)
+		h.logProgress(done)
+	}()
+
+	// Shutdowner.ShutdownWithServer for several servers at once: the drain
+	// and every server's Shutdown concurrently, and Close for the servers
+	// still running handlers at the deadline.
+	errs := make([]error, len(h.servers)+1)
+	var wg sync.WaitGroup
+	for i, srv := range h.servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(drainCtx); err != nil && drainCtx.Err() != nil {
+				errs[i+1] = errors.Join(err, srv.Close())
+			} else {
+				errs[i+1] = err
+			}
+		})
+	}
+	errs[0] = h.s.Shutdown(drainCtx)
+	wg.Wait()
+	close(done)
+	<-logged
+
+	after := h.s.Stats()
+	elapsed := zap.Duration("duration", time.Since(begin))
+	err := errors.Join(errs...)
+	var de *shutdown.DrainError
+	if errors.As(err, &de) {
+		h.log.Warn("drain deadline reached, connections closed",
+			zap.Int("active", de.Active), zap.Int("hijacked", de.Hijacked),
+			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), elapsed, zap.Error(err))
+		return err
+	}
+	if err != nil {
+		h.log.Error("shutdown failed", append(counts(after), elapsed, zap.Error(err))...)
+		return err
+	}
+	h.log.Info("drained", append(counts(after), elapsed)...)
+	return nil
+}
+
+// logProgress logs the counts every LogInterval until done is closed.
+func (h *hooks) logProgress(done <-chan struct{}) {
+	t := time.NewTicker(h.config.logInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			h.log.Info("draining", counts(h.s.Stats())...)
+		}
+	}
+}
+
+// counts are the fields of every entry about a drain.
+func counts(st shutdown.Stats) []zap.Field {
+	return []zap.Field{zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected)}
+}
+
+func nonZero(key string, n uint64) zap.Field {
+	if n == 0 {
+		return zap.Skip()
+	}
+	return zap.Uint64(key, n)
+}
