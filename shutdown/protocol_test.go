@@ -184,4 +184,3 @@ func TestHijackedConnWriteTo(t *testing.T) {
 	}
 	conn.Close()
 }
-
