@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// The built program, run as a newcomer runs it: it serves, its clients get
+// ticks, and on SIGINT they get their goodbyes, the drain is logged, and the
+// process exits 0.
+func TestBinaryDrainsOnSIGINT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example: skipped in -short mode")
+	}
+	bin := filepath.Join(t.TempDir(), "example")
+	build := exec.Command(goTool(t), "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-tick", "20ms")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	entries := make(chan map[string]any, 1000)
+	go readLog(stderr, entries)
+
+	addr := ""
+	for addr == "" {
+		e, ok := <-entries
+		if !ok {
+			t.Fatal("the program ended before it served")
+		}
+		if e["msg"] == "serving" {
+			addr = e["addr"].(string)
+		}
+	}
+	ws := dialWebSocket(t, addr)
+	sse := dialEvents(t, addr)
+	within(t, ws.ticks)
+	within(t, sse.first)
+
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	ws.wantGoodbye(t)
+	sse.wantGoodbye(t)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := within(t, exited); err != nil {
+		t.Fatalf("the program exited with %v, want status 0", err)
+	}
+	var drained map[string]any
+	for e := range entries {
+		if e["msg"] == "drained" {
+			drained = e
+		}
+	}
+	if drained == nil || drained["active"] != 0.0 || drained["hijacked"] != 0.0 || drained["logger"] != "shutdown" {
+		t.Fatalf("\"drained\" entry %v, want one from the shutdown logger with active and hijacked 0", drained)
+	}
+}
+
+// readLog decodes the program's JSON log lines into entries until it ends.
+func readLog(r io.Reader, entries chan<- map[string]any) {
+	defer close(entries)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var e map[string]any
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			entries <- e
+		}
+	}
+}
+
+// goTool returns the go command that runs this test.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("no go command to build the example with")
+	}
+	return p
+}
+

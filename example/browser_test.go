@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browserPath returns the Chromium or Chrome to run, or skips the test.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium or Chrome installed (Debian: apt-get install chromium): the page is not tested in a browser")
+	return ""
+}
+
+// The page in a real headless Chromium: it loads, shows the ticks of both
+// streams, and when the server drains shows the websocket's 1001 and the
+// event stream's clean end.
+func TestPageInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser: skipped in -short mode")
+	}
+	browser := browserPath(t)
+	app, addr, _ := startApp(t)
+
+	// Chromium's helpers may still write in their profile for a moment
+	// after it stops, so the profile is not in t.TempDir, whose removal
+	// would fail the test.
+	profile, err := os.MkdirTemp("", "wsshutdown-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer removeLater(profile)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(profile),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	page, cancelPage := chromedp.NewContext(allocCtx)
+	defer cancelPage()
+
+	err = chromedp.Do(page,
+		chromedp.Navigate("http://"+addr+"/"),
+		waitFor(`text("ws-status") === "open"`),
+		waitFor(`Number(text("ws-ticks")) >= 2`),
+		waitFor(`Number(text("sse-ticks")) >= 2`),
+	)
+	if err != nil {
+		t.Fatalf("the page did not show ticks: %v", err)
+	}
+
+	app.RequireStop()
+	err = chromedp.Do(page,
+		waitFor(`text("ws-status").startsWith("closed")`),
+		waitFor(`text("sse-status").startsWith("ended")`),
+	)
+	if err != nil {
+		t.Fatalf("the page did not show the drain: %v", err)
+	}
+	if got, want := pageText(t, page, "ws-status"), `closed: 1001 "server shutting down" (clean goodbye)`; got != want {
+		t.Errorf("websocket status %q, want %q", got, want)
+	}
+	if got, want := pageText(t, page, "sse-status"), `ended cleanly: "server shutting down"`; got != want {
+		t.Errorf("event stream status %q, want %q", got, want)
+	}
+	if path := os.Getenv("WSSHUTDOWN_SCREENSHOT"); path != "" {
+		png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// text is the page's function for the expressions below: the text of the
+// element with the id.
+const text = `const text = (id) => document.getElementById(id).textContent;`
+
+// waitFor polls the page until expression is true.
+func waitFor(expression string) chromedp.Action[chromedp.Void] {
+	poll := chromedp.PollFunction[bool]("() => { "+text+" return "+expression+"; }", chromedp.WithPollingInterval(20*time.Millisecond))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := poll(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+func pageText(t *testing.T, page context.Context, id string) string {
+	t.Helper()
+	s, err := chromedp.Run(page, chromedp.Evaluate[string](`document.getElementById("`+id+`").textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// removeLater removes dir, trying again for a few seconds while Chromium's
+// last helpers write in it.
+func removeLater(dir string) {
+	for range 50 {
+		if os.RemoveAll(dir) == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

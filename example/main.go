@@ -1,0 +1,44 @@
+// Command example is a complete Fx application that drains a websocket and a
+// server-sent-events stream gracefully. Run it, open http://localhost:8080,
+// and stop it with Ctrl-C: the page shows what a client sees.
+package main
+
+import (
+	"flag"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+
+	"github.com/wsshutdown/wsshutdown/fxshutdown"
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+func main() {
+	addr := flag.String("addr", ":8080", "address to serve on")
+	tick := flag.Duration("tick", time.Second, "interval of the server's ticks")
+	flag.Parse()
+	fx.New(
+		fx.Provide(func() (*zap.Logger, error) { return zap.NewProduction() }),
+		fx.WithLogger(func(log *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: log} }),
+		appOptions(*addr, *tick),
+	).Run() // stops on SIGINT or SIGTERM, and exits non-zero if the stop fails
+}
+
+// appOptions is the application without its logger: the server on addr,
+// its handlers, and the module that drains them.
+func appOptions(addr string, tick time.Duration) fx.Option {
+	return fx.Options(
+		fxshutdown.Module,
+		fx.Supply(handlerConfig{Tick: tick}),
+		fx.Provide(fxshutdown.AsServer(func(s *shutdown.Shutdowner, cfg handlerConfig) *http.Server {
+			return &http.Server{
+				Addr:              addr,
+				Handler:           s.Middleware(newMux(cfg)),
+				ReadHeaderTimeout: 10 * time.Second,
+			}
+		})),
+	)
+}
