@@ -93,4 +93,3 @@ func goTool(t *testing.T) string {
 	}
 	return p
 }
-

@@ -136,4 +136,3 @@ func within[T any](t *testing.T, c <-chan T) T {
 		panic("unreachable")
 	}
 }
-
