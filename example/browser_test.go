@@ -18,7 +18,11 @@ func browserPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no Chromium or Chrome installed (Debian: apt-get install chromium): the page is not tested in a browser")
+	const missing = "no Chromium or Chrome installed (Debian: apt-get install chromium)"
+	if os.Getenv("WSSHUTDOWN_REQUIRE_BROWSER") != "" {
+		t.Fatal(missing + ", and WSSHUTDOWN_REQUIRE_BROWSER is set")
+	}
+	t.Skip(missing + ": the page is not tested in a browser")
 	return ""
 }
 
@@ -73,10 +77,10 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the page did not show the drain: %v", err)
 	}
-	if got, want := pageText(t, page, "ws-status"), `closed: 1001 "server shutting down" (clean goodbye)`; got != want {
+	if got, want := pageText(page, t, "ws-status"), `closed: 1001 "server shutting down" (clean goodbye)`; got != want {
 		t.Errorf("websocket status %q, want %q", got, want)
 	}
-	if got, want := pageText(t, page, "sse-status"), `ended cleanly: "server shutting down"`; got != want {
+	if got, want := pageText(page, t, "sse-status"), `ended cleanly: "server shutting down"`; got != want {
 		t.Errorf("event stream status %q, want %q", got, want)
 	}
 	if path := os.Getenv("WSSHUTDOWN_SCREENSHOT"); path != "" {
@@ -103,7 +107,7 @@ func waitFor(expression string) chromedp.Action[chromedp.Void] {
 	}
 }
 
-func pageText(t *testing.T, page context.Context, id string) string {
+func pageText(page context.Context, t *testing.T, id string) string {
 	t.Helper()
 	s, err := chromedp.Run(page, chromedp.Evaluate[string](`document.getElementById("`+id+`").textContent`))
 	if err != nil {

@@ -81,7 +81,7 @@ type sseEnd struct {
 
 func dialEvents(t *testing.T, addr string) *sseClient {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/events")
+	resp, err := http.Get("http://" + addr + "/events") //nolint:bodyclose // closed by the reading goroutine
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,22 +103,22 @@ func goodbyeHandler(connected chan<- struct{}) func(*shutdown.Shutdowner) http.H
 				return
 			}
 			defer c.Close()
-			readErr := make(chan error, 1)
+			readDone := make(chan struct{})
 			go func() {
+				defer close(readDone)
 				for {
 					if _, _, err := c.NextReader(); err != nil {
-						readErr <- err
 						return
 					}
 				}
 			}()
 			connected <- struct{}{}
 			select {
-			case <-readErr:
+			case <-readDone:
 			case <-shutdown.Draining(r.Context()):
 				msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 				_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-				<-readErr
+				<-readDone
 			}
 		})
 	}

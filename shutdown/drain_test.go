@@ -293,7 +293,8 @@ func TestPanickingHandler(t *testing.T) {
 		defer mu.Unlock()
 		return logged.Write(p)
 	}), "", 0)
-	if _, err := http.Get(ts.URL); err == nil {
+	if resp, err := http.Get(ts.URL); err == nil {
+		resp.Body.Close()
 		t.Fatal("a request whose handler panicked got a response")
 	}
 	receive(t, returned, 1)

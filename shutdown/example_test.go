@@ -52,10 +52,11 @@ func ExampleShutdowner_Middleware() {
 	srv := &http.Server{Handler: s.Middleware(mux)}
 	go func() { _ = srv.Serve(ln) }()
 
-	client, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/ws", nil)
+	client, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/ws", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
+	resp.Body.Close()
 	defer client.Close()
 	fmt.Println("open:", s.Stats().Hijacked)
 	received := make(chan error, 1)

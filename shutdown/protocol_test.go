@@ -178,7 +178,7 @@ func TestHijackedConnWriteTo(t *testing.T) {
 		t.Fatalf("status %q, %v", status, err)
 	}
 	_, _ = io.WriteString(conn, "payload")
-	conn.(*net.TCPConn).CloseWrite()
+	_ = conn.(*net.TCPConn).CloseWrite()
 	if s := <-got; s != "payload" {
 		t.Fatalf("WriteTo read %q, want %q", s, "payload")
 	}

@@ -47,7 +47,7 @@ func sseHandler(ticks <-chan struct{}, goodbye bool) http.Handler {
 // closed when the stream ends, and err then says how.
 func readEvents(t testing.TB, url string) (lines <-chan string, err *error) {
 	t.Helper()
-	resp, e := http.Get(url)
+	resp, e := http.Get(url) //nolint:bodyclose // closed by the reading goroutine
 	if e != nil {
 		t.Fatal(e)
 	}

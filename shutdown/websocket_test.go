@@ -47,25 +47,25 @@ func gorillaServer(connected chan<- struct{}) http.Handler {
 		}
 		defer c.Close()
 		connected <- struct{}{}
-		readErr := make(chan error, 1)
+		readDone := make(chan struct{})
 		go func() {
+			defer close(readDone)
 			for {
 				mt, p, err := c.ReadMessage()
 				if err != nil {
-					readErr <- err
 					return
 				}
 				_ = c.WriteMessage(mt, p)
 			}
 		}()
 		select {
-		case <-readErr:
+		case <-readDone:
 		case <-shutdown.Draining(r.Context()):
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			// Wait for the client's close frame, which ends the read loop.
 			select {
-			case <-readErr:
+			case <-readDone:
 			case <-time.After(5 * time.Second):
 			}
 		}

@@ -43,6 +43,7 @@ type allWriter struct {
 
 func (w *allWriter) Flush()            { w.calls = append(w.calls, "Flush") }
 func (w *allWriter) FlushError() error { w.calls = append(w.calls, "FlushError"); return w.flushErr }
+
 func (w *allWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.calls = append(w.calls, "Hijack")
 	server, client := net.Pipe()
