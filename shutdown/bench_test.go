@@ -73,6 +73,7 @@ func snoopMiddleware(s *shutdown.Shutdowner, next http.Handler) http.Handler {
 func BenchmarkMiddleware(b *testing.B) {
 	var wg sync.WaitGroup
 	var s shutdown.Shutdowner
+	staggered := shutdown.New(shutdown.WithStagger(time.Second))
 	for _, bc := range []struct {
 		name string
 		h    http.Handler
@@ -80,6 +81,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		{"bare", okHandler},
 		{"waitgroup", waitGroupMiddleware(&wg, okHandler)},
 		{"shutdown", s.Middleware(okHandler)},
+		{"shutdown-stagger", staggered.Middleware(okHandler)},
 		{"httpsnoop", snoopMiddleware(&s, okHandler)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

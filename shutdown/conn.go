@@ -16,13 +16,16 @@ import (
 // connection itself.
 type conn struct {
 	net.Conn
-	s *Shutdowner
+	s   *Shutdowner
+	req *requestContext // the request that hijacked it
 }
 
-// track starts counting c in the drain and returns it wrapped.
-func (s *Shutdowner) track(c net.Conn) net.Conn {
-	tc := &conn{Conn: c, s: s}
+// track starts counting c, hijacked by req, in the drain and returns it
+// wrapped.
+func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
+	tc := &conn{Conn: c, s: s, req: req}
 	s.mu.Lock()
+	req.hijacked = true
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}
@@ -69,6 +72,7 @@ func (s *Shutdowner) forceClose() {
 // Close closes the connection and stops counting it in the drain.
 func (c *conn) Close() error {
 	c.s.untrack(c)
+	c.s.endRequest(c.req, false)
 	return c.Conn.Close()
 }
 

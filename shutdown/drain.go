@@ -5,27 +5,37 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Shutdown begins the drain, if it has not begun, and waits until no wrapped
 // handler runs and no tracked connection is open.
 //
+// From its first call the [Shutdowner.ReadinessHandler] answers 503. With
+// [WithDrainDelay] the Shutdowner then keeps serving normally for the delay,
+// so that a load balancer stops sending it traffic, before the drain begins.
 // Beginning the drain closes [Shutdowner.Draining] and the requests' drain
-// signals, and from then on the middleware answers new requests with 503.
-// Shutdown returns nil once nothing is left, at once if nothing runs, even
-// when ctx has already ended. If ctx ends first, Shutdown closes every
-// tracked hijacked connection (unless [WithForceClose](false)) and returns a
-// [*DrainError] with the counts it saw at that moment. It does not wait for
-// handlers still running after that: net/http owns them.
+// signals (spread over the window of [WithStagger], if set), and from then on
+// the middleware answers new requests with 503.
+//
+// Shutdown returns nil once nothing is left, at once if nothing runs when the
+// drain begins, even when ctx has already ended. If ctx ends first, during the
+// delay included, Shutdown begins the drain if it has not, closes every drain
+// signal still open, closes every tracked hijacked connection (unless
+// [WithForceClose](false)) and returns a [*DrainError] with the counts it saw
+// at that moment. It does not wait for handlers still running after that:
+// net/http owns them.
 //
 // Shutdown is safe to call concurrently and repeatedly: every call waits on
-// the same drain, each until its own ctx ends, and after a completed drain
-// Shutdown returns nil at once. It panics if ctx is nil.
+// the same delay and drain, each until its own ctx ends, and after a
+// completed drain Shutdown returns nil at once. It panics if ctx is nil.
 func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		panic("shutdown: Shutdown called with a nil context")
 	}
-	s.beginDrain()
+	s.init()
+	s.delay(ctx)
+	s.beginDrain(ctx)
 	select {
 	case <-s.idle:
 		return nil // first, so that an ended ctx does not hide a finished drain
@@ -36,6 +46,7 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	s.fireAll()
 	st := s.Stats()
 	if st.Active == 0 && st.Hijacked == 0 {
 		return nil // the drain finished as ctx ended
@@ -46,14 +57,45 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	return &DrainError{Active: st.Active, Hijacked: st.Hijacked, Err: ctx.Err()}
 }
 
-// ShutdownWithServer shuts srv down and drains s, concurrently, and returns
-// [errors.Join] of [Shutdowner.Shutdown]'s error and srv.Shutdown's.
+// delay reports not-ready and, with a drain delay, waits for it to pass
+// before the drain begins: the first caller waits for the delay, the others
+// for the drain, and every caller for no longer than its ctx.
+func (s *Shutdowner) delay(ctx context.Context) {
+	s.mu.Lock()
+	first := false
+	select {
+	case <-s.notReady:
+	default:
+		close(s.notReady)
+		first = true
+	}
+	s.mu.Unlock()
+	if s.drainDelay <= 0 {
+		return
+	}
+	var elapsed <-chan time.Time
+	if first {
+		t := time.NewTimer(s.drainDelay)
+		defer t.Stop()
+		elapsed = t.C
+	}
+	select {
+	case <-elapsed:
+	case <-s.draining: // begun by another caller
+	case <-ctx.Done():
+	}
+}
+
+// ShutdownWithServer shuts srv down and drains s, and returns [errors.Join]
+// of [Shutdowner.Shutdown]'s error and srv.Shutdown's.
 //
-// The drain begins at once, so that streaming handlers that srv.Shutdown
-// waits for learn to stop. If ctx ends before srv has shut down and
-// force-close is on (the default), ShutdownWithServer also calls srv.Close,
-// which closes the connections of handlers that are still running, as
-// [Shutdowner.Shutdown] closes the hijacked ones.
+// srv keeps serving through the drain delay, if any. When the drain begins,
+// ShutdownWithServer calls srv.Shutdown, concurrently with the drain, so
+// that streaming handlers that srv.Shutdown waits for learn to stop. If ctx
+// ends before srv has shut down and force-close is on (the default),
+// ShutdownWithServer also calls srv.Close, which closes the connections of
+// handlers that are still running, as [Shutdowner.Shutdown] closes the
+// hijacked ones.
 //
 // A nil srv drains the handlers only. The rest of the contract is
 // [Shutdowner.Shutdown]'s.
@@ -64,11 +106,18 @@ func (s *Shutdowner) ShutdownWithServer(ctx context.Context, srv *http.Server) e
 	if ctx == nil {
 		panic("shutdown: ShutdownWithServer called with a nil context")
 	}
-	s.beginDrain()
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Shutdown(ctx) }()
+	go func() {
+		select {
+		case <-s.Draining():
+		case <-ctx.Done():
+		}
+		srvErr <- srv.Shutdown(ctx)
+	}()
 	err := s.Shutdown(ctx)
 	serr := <-srvErr
+	// Closed after the drain has taken its counts, which report the
+	// handlers that the close will end.
 	if serr != nil && ctx.Err() != nil && !s.keepOpen {
 		serr = errors.Join(serr, srv.Close())
 	}

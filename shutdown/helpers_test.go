@@ -60,3 +60,11 @@ func wantStats(t testing.TB, s *shutdown.Shutdowner, want shutdown.Stats) {
 		t.Fatalf("Stats() = %+v, want %+v", got, want)
 	}
 }
+
+// httpServer serves h, without the middleware, on a real loopback server.
+func httpServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,11 +36,14 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			s.reject(w)
 			return
 		}
-		defer s.exit()
 		// One allocation holds both the writer and the context, and
 		// WithContext makes the other: the two the request costs.
 		rw, b := newWriter(w)
-		b.ctx = requestContext{Context: r.Context(), s: s}
+		b.ctx.Context, b.ctx.s = r.Context(), s
+		defer func() {
+			s.endRequest(&b.ctx, true)
+			s.exit()
+		}()
 		next.ServeHTTP(rw, r.WithContext(&b.ctx))
 	})
 }
@@ -63,6 +67,15 @@ func (s *Shutdowner) reject(w http.ResponseWriter) {
 type requestContext struct {
 	context.Context
 	s *Shutdowner
+
+	// With a stagger window only (signal.go): the request's own signal,
+	// made when first asked for, its timer once scheduled, and whether the
+	// request hijacked its connection. Guarded by s.mu; asked is set
+	// with sig, for the lock-free check at the request's end.
+	sig      chan struct{}
+	timer    *time.Timer
+	hijacked bool
+	asked    atomic.Bool
 }
 
 type requestContextKey struct{}
@@ -74,11 +87,6 @@ func (c *requestContext) Value(key any) any {
 		return c
 	}
 	return c.Context.Value(key)
-}
-
-// signal returns the request's drain signal.
-func (c *requestContext) signal() <-chan struct{} {
-	return c.s.draining
 }
 
 // Draining returns the drain signal of the request that ctx belongs to: a

@@ -33,3 +33,27 @@ func WithRetryAfter(d time.Duration) Option {
 	}
 	return optionFunc(func(s *Shutdowner) { s.retryAfter = d })
 }
+
+// WithStagger spreads the requests' drain signals, those that [Draining]
+// returns, over window: when the drain begins they are closed one by one in
+// random order, evenly over the window, so that thousands of clients told to
+// reconnect do not all reconnect at once. [Shutdowner.Draining] still closes
+// at the start, for code that owns many connections and paces itself.
+//
+// The window is shortened to end by half of the time left on the context of
+// the Shutdown call that begins the drain, so that the goodbyes have time to
+// complete before any force-close. A request that first asks for its signal
+// during the window gets a random moment in what is left of it. Zero, the
+// default, closes every signal as the drain begins.
+func WithStagger(window time.Duration) Option {
+	return optionFunc(func(s *Shutdowner) { s.stagger = max(window, 0) })
+}
+
+// WithDrainDelay makes [Shutdowner.Shutdown] report not-ready through
+// [Shutdowner.ReadinessHandler] and keep serving normally for d before the
+// drain begins: the time a load balancer needs to stop sending new traffic.
+// The delay counts against Shutdown's context. Zero, the default, drains at
+// once.
+func WithDrainDelay(d time.Duration) Option {
+	return optionFunc(func(s *Shutdowner) { s.drainDelay = max(d, 0) })
+}

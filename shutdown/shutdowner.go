@@ -1,6 +1,7 @@
 package shutdown
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,8 @@ type Shutdowner struct {
 	// Options, set by New before the Shutdowner is shared.
 	keepOpen   bool          // WithForceClose(false)
 	retryAfter time.Duration // 0: DefaultRetryAfter; < 0: no header
+	stagger    time.Duration // WithStagger
+	drainDelay time.Duration // WithDrainDelay
 
 	// state holds drainingBit and the number of running handlers plus
 	// tracked connections: one word, so that a request is either counted
@@ -32,11 +35,18 @@ type Shutdowner struct {
 	forced   atomic.Uint64
 
 	initOnce sync.Once
-	draining chan struct{} // closed when the drain begins
+	notReady chan struct{} // closed when Shutdown is first called
+	draining chan struct{} // closed when the drain begins, after the drain delay
 	idle     chan struct{} // closed when, draining, state's count reaches zero
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
+
+	// With a stagger window only, guarded by mu: the requests that asked
+	// for their own drain signal and have not ended, and, once the drain
+	// has begun, when the window ends.
+	signals    map[*requestContext]struct{}
+	staggerEnd time.Time
 }
 
 // drainingBit is set in Shutdowner.state once the drain has begun; the bits
@@ -55,6 +65,7 @@ func New(opts ...Option) *Shutdowner {
 
 func (s *Shutdowner) init() {
 	s.initOnce.Do(func() {
+		s.notReady = make(chan struct{})
 		s.draining = make(chan struct{})
 		s.idle = make(chan struct{})
 	})
@@ -128,9 +139,9 @@ func (s *Shutdowner) closeIdle() {
 	}
 }
 
-// beginDrain closes s.draining and sets drainingBit, once.
-func (s *Shutdowner) beginDrain() {
-	s.init()
+// beginDrain closes s.draining, sets drainingBit and schedules the requests'
+// drain signals, once. ctx is that of the Shutdown call that begins it.
+func (s *Shutdowner) beginDrain(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -142,4 +153,5 @@ func (s *Shutdowner) beginDrain() {
 	if s.state.Or(drainingBit) == 0 {
 		s.closeIdle()
 	}
+	s.staggerSignals(ctx)
 }

@@ -108,5 +108,5 @@ func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return c, brw, err
 	}
-	return b.ctx.s.track(c), brw, nil
+	return b.ctx.s.track(c, &b.ctx), brw, nil
 }

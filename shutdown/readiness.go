@@ -1,0 +1,23 @@
+package shutdown
+
+import "net/http"
+
+// ReadinessHandler returns a handler for a readiness probe: it answers
+// 200 OK while the Shutdowner is in service and 503 Service Unavailable from
+// the moment [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is
+// first called, through the drain delay and the drain. Serve it outside
+// [Shutdowner.Middleware], which answers 503 to everything once the drain
+// has begun. Every call returns an equivalent handler.
+func (s *Shutdowner) ReadinessHandler() http.Handler {
+	s.init()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		select {
+		case <-s.notReady:
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		default:
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+}
