@@ -1,0 +1,198 @@
+package shutdown_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// rollingResult is what one rolling restart measured.
+type rollingResult struct {
+	moved       int           // clients of the drained instance
+	clean       int           // of those, clients that saw 1001
+	peak        int           // most reconnects arriving at the survivor in one 100 ms
+	reconnected time.Duration // from the drain's start until every moved client was connected again
+}
+
+// rollingRestart runs two instances on loopback, each with its own
+// Shutdowner made with opts, and n websocket clients spread across them that
+// reconnect to the other instance as soon as theirs says goodbye. It drains
+// the first instance and measures the reconnects at the second.
+func rollingRestart(tb testing.TB, n int, opts ...shutdown.Option) rollingResult {
+	tb.Helper()
+	type instance struct {
+		s  *shutdown.Shutdowner
+		ts *httptest.Server
+
+		mu       sync.Mutex
+		arrivals []time.Time
+	}
+	newInstance := func() *instance {
+		in := &instance{s: shutdown.New(opts...)}
+		ws := gorillaServer(make(chan struct{}, 2*n))
+		in.ts = httptest.NewServer(in.s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			in.mu.Lock()
+			in.arrivals = append(in.arrivals, time.Now())
+			in.mu.Unlock()
+			ws.ServeHTTP(w, r)
+		})))
+		return in
+	}
+	a, b := newInstance(), newInstance()
+	defer a.ts.Close()
+	defer b.ts.Close()
+
+	// A client of a reads until a's goodbye, then moves to b and stays.
+	type moved struct {
+		clean bool
+		err   error
+	}
+	movedc := make(chan moved, n)
+	var clients sync.WaitGroup
+	dialed := make(chan error, n)
+	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+	dial := func(url string) (*websocket.Conn, error) {
+		c, resp, err := dialer.Dial(url, nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return c, err
+	}
+	readToEnd := func(c *websocket.Conn) (code int) {
+		defer c.Close()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					return ce.Code
+				}
+				return abnormal
+			}
+		}
+	}
+	sem := make(chan struct{}, 32) // dials at once: the listen backlog is finite
+	for i := range n {
+		onA := i%2 == 0
+		clients.Go(func() {
+			sem <- struct{}{}
+			url := wsURL(b.ts)
+			if onA {
+				url = wsURL(a.ts)
+			}
+			c, err := dial(url)
+			<-sem
+			dialed <- err
+			if err != nil {
+				return
+			}
+			code := readToEnd(c)
+			if !onA {
+				return
+			}
+			c2, err := dial(wsURL(b.ts))
+			movedc <- moved{clean: code == websocket.CloseGoingAway, err: err}
+			if err == nil {
+				readToEnd(c2)
+			}
+		})
+	}
+	defer clients.Wait()
+	defer func() { // on a failure, end the clients for clients.Wait
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = a.s.Shutdown(expired)
+		_ = b.s.Shutdown(expired)
+	}()
+	for range n {
+		if err := <-dialed; err != nil {
+			tb.Fatalf("dial: %v", err)
+		}
+	}
+	b.mu.Lock()
+	b.arrivals = b.arrivals[:0]
+	b.mu.Unlock()
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.s.ShutdownWithServer(ctx, a.ts.Config); err != nil {
+		tb.Fatalf("draining the first instance: %v", err)
+	}
+	res := rollingResult{moved: (n + 1) / 2}
+	for range res.moved {
+		m := <-movedc
+		if m.err != nil {
+			tb.Fatalf("reconnect: %v", m.err)
+		}
+		if m.clean {
+			res.clean++
+		}
+	}
+	b.mu.Lock()
+	buckets := map[time.Duration]int{}
+	for _, at := range b.arrivals {
+		d := at.Sub(start)
+		buckets[d/(100*time.Millisecond)]++
+		res.reconnected = max(res.reconnected, d)
+	}
+	b.mu.Unlock()
+	for _, count := range buckets {
+		res.peak = max(res.peak, count)
+	}
+	// Stop the survivor: its clients, the moved ones included, end.
+	if err := b.s.ShutdownWithServer(ctx, b.ts.Config); err != nil {
+		tb.Fatalf("draining the second instance: %v", err)
+	}
+	return res
+}
+
+// compareRollingRestarts runs a rolling restart without and with a stagger
+// window of one second and checks what a fleet needs: every moved client saw
+// a clean close, and the stagger cut the peak of reconnects to a quarter at
+// most.
+func compareRollingRestarts(tb testing.TB, n int) (plain, staggered rollingResult) {
+	tb.Helper()
+	plain = rollingRestart(tb, n)
+	staggered = rollingRestart(tb, n, shutdown.WithStagger(time.Second))
+	for _, r := range []rollingResult{plain, staggered} {
+		if r.clean != r.moved {
+			tb.Errorf("%d of %d moved clients saw a clean close", r.clean, r.moved)
+		}
+	}
+	if 4*staggered.peak > plain.peak {
+		tb.Errorf("peak reconnects per 100 ms: %d with a 1 s stagger, %d without: want at most a quarter",
+			staggered.peak, plain.peak)
+	}
+	return plain, staggered
+}
+
+// A small rolling restart, in every test run.
+func TestRollingRestart(t *testing.T) {
+	plain, staggered := compareRollingRestarts(t, 200)
+	t.Logf("no stagger: %+v", plain)
+	t.Logf("1 s stagger: %+v", staggered)
+}
+
+// BenchmarkRollingRestart measures a rolling restart of 2,000 websocket
+// clients, half of which move, without and with a one-second stagger window.
+// Run it with -benchtime 1x: each run is one restart of each kind.
+func BenchmarkRollingRestart(b *testing.B) {
+	const n = 2000
+	for range b.N {
+		plain, staggered := compareRollingRestarts(b, n)
+		b.ReportMetric(float64(plain.clean), "clean-closes")
+		b.ReportMetric(float64(plain.peak), "peak/100ms")
+		b.ReportMetric(float64(plain.reconnected.Milliseconds()), "reconnect-ms")
+		b.ReportMetric(float64(staggered.clean), "stagger-clean-closes")
+		b.ReportMetric(float64(staggered.peak), "stagger-peak/100ms")
+		b.ReportMetric(float64(staggered.reconnected.Milliseconds()), "stagger-reconnect-ms")
+	}
+}
