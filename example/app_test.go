@@ -64,6 +64,20 @@ func TestHandlersSayGoodbye(t *testing.T) {
 	}
 }
 
+// /ready is the readiness probe: 200 in service.
+func TestReadinessIsServed(t *testing.T) {
+	app, addr, _ := startApp(t)
+	defer app.RequireStop()
+	resp, err := http.Get("http://" + addr + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ready: %s, want 200", resp.Status)
+	}
+}
+
 // The page is served at /.
 func TestPageIsServed(t *testing.T) {
 	app, addr, _ := startApp(t)

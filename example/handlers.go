@@ -31,8 +31,9 @@ type tick struct {
 	Time time.Time `json:"time"`
 }
 
-func newMux(cfg handlerConfig) *http.ServeMux {
+func newMux(cfg handlerConfig, ready http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("GET /ready", ready)
 	page, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // "static" is a valid path

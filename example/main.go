@@ -36,7 +36,7 @@ func appOptions(addr string, tick time.Duration) fx.Option {
 		fx.Provide(fxshutdown.AsServer(func(s *shutdown.Shutdowner, cfg handlerConfig) *http.Server {
 			return &http.Server{
 				Addr:              addr,
-				Handler:           s.Middleware(newMux(cfg)),
+				Handler:           s.Middleware(newMux(cfg, s.ReadinessHandler())),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 		})),

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -451,4 +452,61 @@ func TestNilServer(t *testing.T) {
 	if err := app.Err(); err == nil || !strings.Contains(err.Error(), "nil") {
 		t.Fatalf("Err() = %v, want an error about the nil server", err)
 	}
+}
+
+// With a drain delay and a stagger window from Config: readiness fails at
+// once while the server keeps serving, the log shows the phases in order,
+// and the websockets still get their 1001.
+func TestStopWithDrainDelayAndStagger(t *testing.T) {
+	const n = 10
+	connected := make(chan struct{}, n)
+	ready := make(chan http.Handler, 1)
+	ws := goodbyeHandler(connected)
+	app := newTestApp(t, func(s *shutdown.Shutdowner) http.Handler {
+		ready <- s.ReadinessHandler()
+		mux := http.NewServeMux()
+		mux.Handle("/", ws(s))
+		return mux
+	}, fx.Supply(fxshutdown.Config{DrainDelay: 200 * time.Millisecond, StaggerWindow: 100 * time.Millisecond}))
+	readiness := httptest.NewServer(<-ready)
+	defer readiness.Close()
+	codes := make([]<-chan int, n)
+	for i := range codes {
+		codes[i] = dial(t, app.addr)
+	}
+	for range n {
+		<-connected
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.Stop(context.Background()) }()
+	// "not ready" is logged as the delay begins.
+	for <-app.logged != "not ready" {
+	}
+	if code := status(t, readiness.URL); code != http.StatusServiceUnavailable {
+		t.Errorf("readiness during the delay: %d, want 503", code)
+	}
+	select {
+	case <-app.s.Draining():
+		t.Error("the drain began before the delay passed")
+	default:
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	wantCodes(t, codes, websocket.CloseGoingAway)
+	if got, want := messages(drainEntries(app.logs)), []string{"not ready", "drain started", "drained"}; !slices.Equal(got, want) {
+		t.Fatalf("entries %q, want %q", got, want)
+	}
+	wantCounts(t, app.logs.FilterMessage("not ready").All()[0], n, n)
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -110,8 +110,10 @@ func (h *hooks) serve(srv *http.Server, ln net.Listener) {
 	}
 }
 
-// stop drains the handlers and shuts every server down, concurrently, within
-// the drain's share of ctx (Config), then waits for the Serve goroutines.
+// stop drains the handlers and shuts every server down within the drain's
+// share of ctx (Config), then waits for the Serve goroutines. It logs each
+// phase: not ready (during a drain delay), drain started, draining (every
+// LogInterval), and drained or, at the deadline, a Warn entry.
 func (h *hooks) stop(ctx context.Context) error {
 	defer h.serving.Wait()
 	begin := time.Now()
@@ -124,54 +126,72 @@ func (h *hooks) stop(ctx context.Context) error {
 		budget = zap.Duration("budget", d)
 	}
 	before := h.s.Stats()
-	h.log.Info("drain started", append(counts(before), budget, zap.Int("servers", len(h.servers)))...)
+	if h.config.DrainDelay > 0 {
+		h.log.Info("not ready", append(counts(before), zap.Duration("delay", h.config.DrainDelay), budget)...)
+	} else {
+		h.logDrainStarted(before, budget)
+	}
 
-	logged := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(logged)
-		h.logProgress(done)
-	}()
-
-	// Shutdowner.ShutdownWithServer for several servers at once: the drain
-	// and every server's Shutdown concurrently, and Close for the servers
-	// still running handlers at the deadline.
-	errs := make([]error, len(h.servers)+1)
+	// Shutdowner.ShutdownWithServer for several servers at once: each
+	// server's Shutdown once the drain has begun, concurrently with it,
+	// and Close for the servers still running handlers at the deadline.
+	srvErrs := make([]error, len(h.servers))
 	var wg sync.WaitGroup
 	for i, srv := range h.servers {
 		wg.Go(func() {
-			if err := srv.Shutdown(drainCtx); err != nil && drainCtx.Err() != nil {
-				errs[i+1] = errors.Join(err, srv.Close())
-			} else {
-				errs[i+1] = err
+			select {
+			case <-h.s.Draining():
+			case <-drainCtx.Done():
 			}
+			srvErrs[i] = srv.Shutdown(drainCtx)
 		})
 	}
-	errs[0] = h.s.Shutdown(drainCtx)
+	done, logged := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(logged)
+		h.logProgress(done, budget)
+	}()
+	drainErr := h.s.Shutdown(drainCtx)
 	wg.Wait()
 	close(done)
 	<-logged
+	if drainCtx.Err() != nil {
+		for i, srv := range h.servers {
+			if srvErrs[i] != nil {
+				srvErrs[i] = errors.Join(srvErrs[i], srv.Close())
+			}
+		}
+	}
 
 	after := h.s.Stats()
 	elapsed := zap.Duration("duration", time.Since(begin))
-	err := errors.Join(errs...)
+	err := errors.Join(append([]error{drainErr}, srvErrs...)...)
 	var de *shutdown.DrainError
-	if errors.As(err, &de) {
+	switch {
+	case errors.As(err, &de):
 		h.log.Warn("drain deadline reached, connections closed",
 			zap.Int("active", de.Active), zap.Int("hijacked", de.Hijacked),
 			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), elapsed, zap.Error(err))
-		return err
-	}
-	if err != nil {
+	case err != nil:
 		h.log.Error("shutdown failed", append(counts(after), elapsed, zap.Error(err))...)
-		return err
+	default:
+		h.log.Info("drained", append(counts(after), elapsed)...)
 	}
-	h.log.Info("drained", append(counts(after), elapsed)...)
-	return nil
+	return err
 }
 
-// logProgress logs the counts every LogInterval until done is closed.
-func (h *hooks) logProgress(done <-chan struct{}) {
+func (h *hooks) logDrainStarted(st shutdown.Stats, budget zap.Field) {
+	h.log.Info("drain started", append(counts(st), budget, zap.Int("servers", len(h.servers)))...)
+}
+
+// logProgress logs the start of a drain that follows a delay, when it
+// begins, then the counts every LogInterval until done is closed. Shutdown
+// begins the drain before it returns, so the start is always logged.
+func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
+	if h.config.DrainDelay > 0 {
+		<-h.s.Draining()
+		h.logDrainStarted(h.s.Stats(), budget)
+	}
 	t := time.NewTicker(h.config.logInterval())
 	defer t.Stop()
 	for {

@@ -64,6 +64,16 @@ type Config struct {
 	// drain, as shutdown.WithRetryAfter: zero means
 	// shutdown.DefaultRetryAfter, a negative value none.
 	RetryAfter time.Duration
+
+	// StaggerWindow spreads the requests' drain signals over the window,
+	// as shutdown.WithStagger. Zero closes them all at once.
+	StaggerWindow time.Duration
+
+	// DrainDelay keeps the servers serving, with the Shutdowner's
+	// readiness handler answering 503, for the delay before the drain
+	// begins, as shutdown.WithDrainDelay. It counts against the drain's
+	// share of the stop timeout. Zero drains at once.
+	DrainDelay time.Duration
 }
 
 // Params are the inputs of [New].
@@ -76,7 +86,10 @@ type Params struct {
 // New returns a Shutdowner configured by p.Config. It registers no hooks, so
 // it serves a program without Fx too; [Module] adds the hooks.
 func New(p Params) *shutdown.Shutdowner {
-	var opts []shutdown.Option
+	opts := []shutdown.Option{
+		shutdown.WithStagger(p.Config.StaggerWindow),
+		shutdown.WithDrainDelay(p.Config.DrainDelay),
+	}
 	if p.Config.RetryAfter != 0 {
 		opts = append(opts, shutdown.WithRetryAfter(max(p.Config.RetryAfter, 0)))
 	}

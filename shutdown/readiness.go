@@ -5,9 +5,10 @@ import "net/http"
 // ReadinessHandler returns a handler for a readiness probe: it answers
 // 200 OK while the Shutdowner is in service and 503 Service Unavailable from
 // the moment [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is
-// first called, through the drain delay and the drain. Serve it outside
-// [Shutdowner.Middleware], which answers 503 to everything once the drain
-// has begun. Every call returns an equivalent handler.
+// first called, through the drain delay and the drain. It may be served
+// inside [Shutdowner.Middleware] or outside: once the drain has begun the
+// middleware's own 503 says the same. Every call returns an equivalent
+// handler.
 func (s *Shutdowner) ReadinessHandler() http.Handler {
 	s.init()
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
