@@ -19,10 +19,14 @@ import (
 func main() {
 	addr := flag.String("addr", ":8080", "address to serve on")
 	tick := flag.Duration("tick", time.Second, "interval of the server's ticks")
+	var config fxshutdown.Config
+	flag.DurationVar(&config.StaggerWindow, "stagger", 0, "spread the goodbyes over this window")
+	flag.DurationVar(&config.DrainDelay, "drain-delay", 0, "report not-ready and keep serving this long before draining")
 	flag.Parse()
 	fx.New(
 		fx.Provide(func() (*zap.Logger, error) { return zap.NewProduction() }),
 		fx.WithLogger(func(log *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: log} }),
+		fx.Supply(config),
 		appOptions(*addr, *tick),
 	).Run() // stops on SIGINT or SIGTERM, and exits non-zero if the stop fails
 }

@@ -174,7 +174,16 @@ func BenchmarkDrain(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				wantCodes(b, codes, websocket.CloseGoingAway)
+				goingAway := 0
+				for _, c := range codes {
+					if receive(b, c, 1)[0] == websocket.CloseGoingAway {
+						goingAway++
+					}
+				}
+				if goingAway != n {
+					b.Fatalf("%d of %d clients saw 1001", goingAway, n)
+				}
+				b.ReportMetric(float64(goingAway), "clients-1001")
 				ts.Close()
 				b.StartTimer()
 			}

@@ -1,0 +1,184 @@
+package shutdown_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	coder "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// A plain net/http program: wrap the handler, and on SIGINT or SIGTERM
+// drain it with the server, closing what is left after ten seconds.
+func Example_netHTTP() {
+	var s shutdown.Shutdowner
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", gorillaEcho)
+	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	go func() {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Fatal(err)
+		}
+	}()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop()
+	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.ShutdownWithServer(drainCtx, srv); err != nil {
+		log.Print(err) // e.g. shutdown: 0 handlers and 3 hijacked connections still open: context deadline exceeded
+	}
+}
+
+// gorillaEcho is the gorilla read-loop shape: the handler owns the
+// connection until it ends.
+func gorillaEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	closed := make(chan struct{})
+	go func() { // the read loop; gorilla allows one reader and one writer
+		defer close(closed)
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			_ = c.WriteMessage(mt, msg) // this example's only writer
+		}
+	}()
+	select {
+	case <-closed:
+	case <-shutdown.Draining(r.Context()):
+		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+		_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		select { // the client's close frame ends the read loop
+		case <-closed:
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+var upgrader = websocket.Upgrader{}
+
+// The gorilla chat shape: the handler hands the connection to a read pump
+// and a write pump and returns at once. The Shutdowner counts the
+// connection until the pumps close it, and the write pump needs only the
+// request's context to learn of the drain.
+func Example_gorillaChat() {
+	var s shutdown.Shutdowner
+	http.Handle("/chat", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		send := make(chan []byte, 16) // filled by a hub, not shown
+		go readPump(c)
+		go writePump(r.Context(), c, send)
+	})))
+}
+
+func readPump(c *websocket.Conn) {
+	defer c.Close()
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+func writePump(ctx context.Context, c *websocket.Conn, send <-chan []byte) {
+	defer c.Close()
+	for {
+		select {
+		case msg := <-send:
+			if c.WriteMessage(websocket.TextMessage, msg) != nil {
+				return
+			}
+		case <-shutdown.Draining(ctx):
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			return // readPump ends when the client's close frame, or the Close, arrives
+		}
+	}
+}
+
+// With coder/websocket, Close(StatusGoingAway) sends the close frame and
+// waits for the client's.
+func Example_coderWebSocket() {
+	var s shutdown.Shutdowner
+	http.Handle("/ws", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := coder.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := c.CloseRead(r.Context()) // done when the client closes
+		select {
+		case <-ctx.Done():
+		case <-shutdown.Draining(r.Context()):
+			c.Close(coder.StatusGoingAway, "server shutting down")
+		}
+	})))
+}
+
+// A server-sent-events stream ends with a last event when the server
+// drains, so that http.Server.Shutdown, which waits for it, can finish.
+func Example_serverSentEvents() {
+	var s shutdown.Shutdowner
+	http.Handle("/events", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-shutdown.Draining(r.Context()):
+				fmt.Fprint(w, "event: shutdown\ndata: server shutting down\n\n")
+				_ = rc.Flush()
+				return
+			case t := <-ticker.C:
+				fmt.Fprintf(w, "data: %s\n\n", t.Format(time.RFC3339))
+				if rc.Flush() != nil {
+					return
+				}
+			}
+		}
+	})))
+}
+
+// In a fleet: fail the readiness probe at once, keep serving while the load
+// balancer notices, then say goodbye to the websockets over ten seconds
+// rather than all at once.
+func ExampleWithStagger() {
+	s := shutdown.New(
+		shutdown.WithDrainDelay(5*time.Second),
+		shutdown.WithStagger(10*time.Second),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/ready", s.ReadinessHandler())
+	mux.HandleFunc("/ws", gorillaEcho)
+	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	go srv.ListenAndServe() //nolint:errcheck // as in the netHTTP example
+
+	// On SIGTERM, as in the netHTTP example, with a context of at least
+	// the delay plus twice the window: the window ends by half of what is
+	// left after the delay, leaving the other half for the goodbyes.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log.Print(s.ShutdownWithServer(ctx, srv))
+}
