@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/wsshutdown/wsshutdown/fxshutdown"
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -94,76 +95,15 @@ func wantCounts(t *testing.T, e observer.LoggedEntry, active, hijacked int64) {
 	}
 }
 
-// goodbyeHandler upgrades to a websocket and says goodbye with 1001 on the
-// request's drain signal; connected receives once each is up.
+// goodbyeHandler is wstest.Server for newTestApp.
 func goodbyeHandler(connected chan<- struct{}) func(*shutdown.Shutdowner) http.Handler {
-	return func(*shutdown.Shutdowner) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			readDone := make(chan struct{})
-			go func() {
-				defer close(readDone)
-				for {
-					if _, _, err := c.NextReader(); err != nil {
-						return
-					}
-				}
-			}()
-			connected <- struct{}{}
-			select {
-			case <-readDone:
-			case <-shutdown.Draining(r.Context()):
-				msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
-				_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-				<-readDone
-			}
-		})
-	}
+	return func(*shutdown.Shutdowner) http.Handler { return wstest.Server(connected) }
 }
 
-// dial connects a gorilla client and returns the close code it sees
-// (1006 when the connection ends without a close frame).
-func dial(t *testing.T, addr string) <-chan int {
+// dial connects a gorilla client to the app's server.
+func dial(t *testing.T, addr string) <-chan wstest.Goodbye {
 	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	code := make(chan int, 1)
-	go func() {
-		defer c.Close()
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code <- ce.Code
-				} else {
-					code <- websocket.CloseAbnormalClosure
-				}
-				return
-			}
-		}
-	}()
-	return code
-}
-
-func wantCodes(t *testing.T, codes []<-chan int, want int) {
-	t.Helper()
-	for i, c := range codes {
-		select {
-		case got := <-c:
-			if got != want {
-				t.Errorf("client %d saw close %d, want %d", i, got, want)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("client %d saw no close", i)
-		}
-	}
+	return wstest.Dial(t, "ws://"+addr+"/")
 }
 
 // Stop drains real websocket clients with 1001, and the log shows the counts
@@ -172,7 +112,7 @@ func TestStopDrainsWebSockets(t *testing.T) {
 	const n = 50
 	connected := make(chan struct{}, n)
 	app := newTestApp(t, goodbyeHandler(connected))
-	codes := make([]<-chan int, n)
+	codes := make([]<-chan wstest.Goodbye, n)
 	for i := range codes {
 		codes[i] = dial(t, app.addr)
 	}
@@ -180,7 +120,7 @@ func TestStopDrainsWebSockets(t *testing.T) {
 		<-connected
 	}
 	app.RequireStop()
-	wantCodes(t, codes, websocket.CloseGoingAway)
+	wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 
 	entries := drainEntries(app.logs)
 	if len(entries) < 2 || entries[0].Message != "drain started" || entries[len(entries)-1].Message != "drained" {
@@ -317,7 +257,7 @@ func TestStopTimeoutForceClosesStuckConnection(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Errorf("Stop returned after its deadline: %v", ctx.Err())
 	}
-	wantCodes(t, []<-chan int{code}, websocket.CloseAbnormalClosure)
+	wstest.WantCodes(t, []<-chan wstest.Goodbye{code}, wstest.Abnormal)
 	warn := app.logs.FilterMessage("drain deadline reached, connections closed").All()
 	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
 		t.Fatalf("deadline entries %v, want one Warn", warn)
@@ -470,7 +410,7 @@ func TestStopWithDrainDelayAndStagger(t *testing.T) {
 	}, fx.Supply(fxshutdown.Config{DrainDelay: time.Second, StaggerWindow: 100 * time.Millisecond}))
 	readiness := httptest.NewServer(<-ready)
 	defer readiness.Close()
-	codes := make([]<-chan int, n)
+	codes := make([]<-chan wstest.Goodbye, n)
 	for i := range codes {
 		codes[i] = dial(t, app.addr)
 	}
@@ -498,7 +438,7 @@ func TestStopWithDrainDelayAndStagger(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	wantCodes(t, codes, websocket.CloseGoingAway)
+	wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 	if got, want := messages(drainEntries(app.logs)), []string{"not ready", "drain started", "drained"}; !slices.Equal(got, want) {
 		t.Fatalf("entries %q, want %q", got, want)
 	}

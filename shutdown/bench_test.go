@@ -15,6 +15,7 @@ import (
 	"github.com/felixge/httpsnoop"
 	"github.com/gorilla/websocket"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -164,8 +165,8 @@ func BenchmarkDrain(b *testing.B) {
 				b.StopTimer()
 				var s shutdown.Shutdowner
 				connected := make(chan struct{}, n)
-				ts := httptest.NewServer(s.Middleware(gorillaServer(connected)))
-				codes := connect(b, gorillaClient, wsURL(ts), connected, n)
+				ts := httptest.NewServer(s.Middleware(wstest.Server(connected)))
+				codes := connect(b, wstest.Dial, wsURL(ts), connected, n)
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				b.StartTimer()
 				err := s.ShutdownWithServer(ctx, ts.Config)
@@ -176,7 +177,7 @@ func BenchmarkDrain(b *testing.B) {
 				}
 				goingAway := 0
 				for _, c := range codes {
-					if receive(b, c, 1)[0] == websocket.CloseGoingAway {
+					if wstest.Receive(b, c, 1)[0].Code == websocket.CloseGoingAway {
 						goingAway++
 					}
 				}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -123,7 +124,7 @@ func TestRequestsDuringShutdownOnLoopback(t *testing.T) {
 				}
 			})
 		}
-		receive(t, started, 4)
+		wstest.Receive(t, started, 4)
 		if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
 			t.Fatalf("ShutdownWithServer: %v", err)
 		}
@@ -273,7 +274,7 @@ func TestConcurrentShutdownCalls(t *testing.T) {
 	}
 	<-s.Draining()
 	close(release)
-	for i, err := range receive(t, errs, callers) {
+	for i, err := range wstest.Receive(t, errs, callers) {
 		if err != nil {
 			t.Errorf("caller %d: %v", i, err)
 		}
@@ -297,7 +298,7 @@ func TestPanickingHandler(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("a request whose handler panicked got a response")
 	}
-	receive(t, returned, 1)
+	wstest.Receive(t, returned, 1)
 	wantStats(t, &s, shutdown.Stats{})
 	mu.Lock()
 	defer mu.Unlock()

@@ -30,23 +30,6 @@ func wsURL(ts *httptest.Server) string {
 	return "ws" + strings.TrimPrefix(ts.URL, "http")
 }
 
-// receive waits for n values from c, failing the test after a generous
-// bound so that a broken drain fails instead of hanging.
-func receive[T any](t testing.TB, c <-chan T, n int) []T {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	got := make([]T, 0, n)
-	for len(got) < n {
-		select {
-		case v := <-c:
-			got = append(got, v)
-		case <-timeout:
-			t.Fatalf("received %d of %d", len(got), n)
-		}
-	}
-	return got
-}
-
 func contextWithTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

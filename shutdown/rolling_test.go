@@ -2,7 +2,6 @@ package shutdown_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -37,7 +37,7 @@ func rollingRestart(tb testing.TB, n int, opts ...shutdown.Option) rollingResult
 	}
 	newInstance := func() *instance {
 		in := &instance{s: shutdown.New(opts...)}
-		ws := gorillaServer(make(chan struct{}, 2*n))
+		ws := wstest.Server(make(chan struct{}, 2*n))
 		in.ts = httptest.NewServer(in.s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			in.mu.Lock()
 			in.arrivals = append(in.arrivals, time.Now())
@@ -66,18 +66,6 @@ func rollingRestart(tb testing.TB, n int, opts ...shutdown.Option) rollingResult
 		}
 		return c, err
 	}
-	readToEnd := func(c *websocket.Conn) (code int) {
-		defer c.Close()
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					return ce.Code
-				}
-				return abnormal
-			}
-		}
-	}
 	sem := make(chan struct{}, 32) // dials at once: the listen backlog is finite
 	for i := range n {
 		onA := i%2 == 0
@@ -93,14 +81,14 @@ func rollingRestart(tb testing.TB, n int, opts ...shutdown.Option) rollingResult
 			if err != nil {
 				return
 			}
-			code := readToEnd(c)
+			g := <-wstest.Read(c)
 			if !onA {
 				return
 			}
 			c2, err := dial(wsURL(b.ts))
-			movedc <- moved{clean: code == websocket.CloseGoingAway, err: err}
+			movedc <- moved{clean: g.Code == websocket.CloseGoingAway, err: err}
 			if err == nil {
-				readToEnd(c2)
+				<-wstest.Read(c2)
 			}
 		})
 	}

@@ -16,7 +16,7 @@ import (
 //
 // All methods are safe for concurrent use. A Shutdowner must not be copied
 // after first use, and is not reusable after a drain, like [http.Server]: once
-// [Shutdowner.Shutdown] has been called it answers every new request with 503.
+// its drain has begun, its middleware answers every new request with 503.
 type Shutdowner struct {
 	// Options, set by New before the Shutdowner is shared.
 	keepOpen   bool          // WithForceClose(false)
@@ -71,8 +71,9 @@ func (s *Shutdowner) init() {
 	})
 }
 
-// Draining returns a channel that is closed the moment a drain begins, when
-// [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is first called.
+// Draining returns a channel that is closed the moment the drain begins: when
+// [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is first called,
+// or after the delay of [WithDrainDelay].
 // Code that owns many connections (a hub) selects on it to say goodbye to all
 // of them; a single handler uses the request's signal, [Draining](ctx).
 // Every call returns the same channel.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -78,7 +79,7 @@ func TestSSEGoodbyeLetsServerShutdown(t *testing.T) {
 	ts, _ := serve(t, &s, sseHandler(ticks, true))
 	lines, readErr := readEvents(t, ts.URL)
 	ticks <- struct{}{}
-	if got := receive(t, lines, 1)[0]; got != "data: tick 0" {
+	if got := wstest.Receive(t, lines, 1)[0]; got != "data: tick 0" {
 		t.Fatalf("first line %q, want the first tick", got)
 	}
 
@@ -107,7 +108,7 @@ func TestSSEIgnoringDrainIsClosedAtDeadline(t *testing.T) {
 	ts, returned := serve(t, &s, sseHandler(ticks, false))
 	lines, readErr := readEvents(t, ts.URL)
 	ticks <- struct{}{}
-	receive(t, lines, 1)
+	wstest.Receive(t, lines, 1)
 
 	err := s.ShutdownWithServer(contextWithTimeout(t, 100*time.Millisecond), ts.Config)
 	var de *shutdown.DrainError
@@ -122,6 +123,6 @@ func TestSSEIgnoringDrainIsClosedAtDeadline(t *testing.T) {
 	if *readErr == nil {
 		t.Error("the stream ended cleanly; want it cut by the server's Close")
 	}
-	receive(t, returned, 1)
+	wstest.Receive(t, returned, 1)
 	wantStats(t, &s, shutdown.Stats{Draining: true})
 }

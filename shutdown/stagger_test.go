@@ -11,53 +11,17 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
-// goodbye is what a client saw at the end of its connection, and when.
-type goodbye struct {
-	code int
-	at   time.Time
-}
-
-// timedClient is a gorilla client that reports its close code and the time
-// it read it.
-func timedClient(t testing.TB, url string) <-chan goodbye {
-	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	resp.Body.Close()
-	got := make(chan goodbye, 1)
-	go func() {
-		defer c.Close()
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				g := goodbye{code: abnormal, at: time.Now()}
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					g.code = ce.Code
-				}
-				got <- g
-				return
-			}
-		}
-	}()
-	return got
-}
-
 // goodbyeTimes waits for every client's goodbye, fails unless each was
 // 1001, and returns their times after start, sorted.
-func goodbyeTimes(t testing.TB, clients []<-chan goodbye, start time.Time) []time.Duration {
+func goodbyeTimes(t testing.TB, clients []<-chan wstest.Goodbye, start time.Time) []time.Duration {
 	t.Helper()
 	var times []time.Duration
-	for i, c := range clients {
-		g := receive(t, c, 1)[0]
-		if g.code != websocket.CloseGoingAway {
-			t.Errorf("client %d saw close %d, want 1001", i, g.code)
-		}
-		times = append(times, g.at.Sub(start))
+	for _, g := range wstest.WantCodes(t, clients, websocket.CloseGoingAway) {
+		times = append(times, g.At.Sub(start))
 	}
 	slices.Sort(times)
 	return times
@@ -70,12 +34,8 @@ func TestStaggerSpreadsGoodbyes(t *testing.T) {
 	const n, window = 40, 400 * time.Millisecond
 	s := shutdown.New(shutdown.WithStagger(window))
 	connected := make(chan struct{}, n)
-	ts, _ := serve(t, s, gorillaServer(connected))
-	clients := make([]<-chan goodbye, n)
-	for i := range clients {
-		clients[i] = timedClient(t, wsURL(ts))
-	}
-	receive(t, connected, n)
+	ts, _ := serve(t, s, wstest.Server(connected))
+	clients := connect(t, wstest.Dial, wsURL(ts), connected, n)
 
 	drainBegan := make(chan time.Time, 1)
 	go func() {
@@ -88,7 +48,7 @@ func TestStaggerSpreadsGoodbyes(t *testing.T) {
 	}
 	times := goodbyeTimes(t, clients, start)
 	t.Logf("goodbyes from %v to %v after the drain began", times[0], times[n-1])
-	if began := receive(t, drainBegan, 1)[0].Sub(start); began > times[0] {
+	if began := wstest.Receive(t, drainBegan, 1)[0].Sub(start); began > times[0] {
 		t.Errorf("Draining() closed %v after the start, after the first goodbye at %v", began, times[0])
 	}
 	if span := times[n-1] - times[0]; span < window/2 {
@@ -116,12 +76,8 @@ func TestStaggerRespectsShortContext(t *testing.T) {
 	const n = 20
 	s := shutdown.New(shutdown.WithStagger(time.Hour))
 	connected := make(chan struct{}, n)
-	ts, _ := serve(t, s, gorillaServer(connected))
-	clients := make([]<-chan goodbye, n)
-	for i := range clients {
-		clients[i] = timedClient(t, wsURL(ts))
-	}
-	receive(t, connected, n)
+	ts, _ := serve(t, s, wstest.Server(connected))
+	clients := connect(t, wstest.Dial, wsURL(ts), connected, n)
 
 	const budget = 2 * time.Second
 	start := time.Now()
@@ -145,19 +101,15 @@ func TestStaggerContextEndFiresEverySignal(t *testing.T) {
 	const n = 10
 	s := shutdown.New(shutdown.WithStagger(time.Hour), shutdown.WithForceClose(false))
 	connected := make(chan struct{}, n)
-	ts, _ := serve(t, s, gorillaServer(connected))
-	clients := make([]<-chan goodbye, n)
-	for i := range clients {
-		clients[i] = timedClient(t, wsURL(ts))
-	}
-	receive(t, connected, n)
+	ts, _ := serve(t, s, wstest.Server(connected))
+	clients := connect(t, wstest.Dial, wsURL(ts), connected, n)
 	// No deadline: the window stays an hour long, until the cancel.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(ctx) }()
 	<-s.Draining()
 	cancel()
-	if err := receive(t, done, 1)[0]; err != nil && !errors.Is(err, context.Canceled) {
+	if err := wstest.Receive(t, done, 1)[0]; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("Shutdown = %v, want nil or a DrainError wrapping context.Canceled", err)
 	}
 	goodbyeTimes(t, clients, time.Now())
@@ -196,20 +148,20 @@ func TestStaggerChatShapeAndLateAsker(t *testing.T) {
 				asked <- struct{}{}
 			}
 			<-shutdown.Draining(ctx)
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, wstest.Reason)
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		}()
 	}))
-	clients := make([]<-chan goodbye, n)
+	clients := make([]<-chan wstest.Goodbye, n)
 	for i := range clients {
 		url := wsURL(ts)
 		if i%2 == 1 {
 			url += "?late"
 		}
-		clients[i] = timedClient(t, url)
+		clients[i] = wstest.Dial(t, url)
 	}
-	receive(t, returned, n)
-	receive(t, asked, n/2)
+	wstest.Receive(t, returned, n)
+	wstest.Receive(t, asked, n/2)
 	wantStats(t, s, shutdown.Stats{Hijacked: n})
 
 	start := time.Now()
@@ -238,10 +190,10 @@ func TestDrainDelayKeepsServing(t *testing.T) {
 	}()
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(contextWithTimeout(t, 30*time.Second)) }()
-	if err := receive(t, done, 1)[0]; err != nil {
+	if err := wstest.Receive(t, done, 1)[0]; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if began := receive(t, drainBegan, 1)[0]; began < delay {
+	if began := wstest.Receive(t, drainBegan, 1)[0]; began < delay {
 		t.Fatalf("the drain began %v after Shutdown, before the %v delay", began, delay)
 	}
 	if code, _ := get(t, ts.URL); code != http.StatusServiceUnavailable {
@@ -273,7 +225,7 @@ func TestDrainDelayServesUntilContextEnds(t *testing.T) {
 	wantStats(t, s, shutdown.Stats{})
 
 	cancel()
-	if err := receive(t, done, 1)[0]; err != nil {
+	if err := wstest.Receive(t, done, 1)[0]; err != nil {
 		t.Fatalf("Shutdown with nothing running = %v, want nil", err)
 	}
 	wantStats(t, s, shutdown.Stats{Draining: true})
@@ -297,15 +249,15 @@ func TestDrainDelayContextEndForceCloses(t *testing.T) {
 			}
 		}
 	}))
-	client := timedClient(t, wsURL(ts))
-	receive(t, connected, 1)
+	client := wstest.Dial(t, wsURL(ts))
+	wstest.Receive(t, connected, 1)
 	err := s.ShutdownWithServer(contextWithTimeout(t, 100*time.Millisecond), ts.Config)
 	var de *shutdown.DrainError
 	if !errors.As(err, &de) || de.Hijacked != 1 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("ShutdownWithServer = %v, want a DrainError with the connection", err)
 	}
-	if g := receive(t, client, 1)[0]; g.code != abnormal {
-		t.Fatalf("client saw %d, want the connection closed", g.code)
+	if g := wstest.Receive(t, client, 1)[0]; g.Code != wstest.Abnormal {
+		t.Fatalf("client saw %d, want the connection closed", g.Code)
 	}
 	if got := s.Stats().Forced; got != 1 {
 		t.Fatalf("Stats().Forced = %d, want 1", got)

@@ -11,65 +11,26 @@ import (
 	coder "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
 
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
-
-const goodbyeReason = "server shutting down"
-
-// abnormal stands for a connection that ended without a close frame
-// (1006, which is never sent on the wire).
-const abnormal = websocket.CloseAbnormalClosure
 
 // A wsServer is a websocket handler that echoes messages and says goodbye
 // with 1001 when its request's drain signal fires. connected receives once
 // the connection is up.
 type wsServer func(connected chan<- struct{}) http.Handler
 
-// A wsClient connects to url and returns a channel that receives the close
-// code the client saw (abnormal when there was no close frame).
-type wsClient func(t testing.TB, url string) <-chan int
+// A wsClient connects to url and reports how its connection ended.
+type wsClient func(t testing.TB, url string) <-chan wstest.Goodbye
 
 var wsServers = map[string]wsServer{
-	"gorilla": gorillaServer,
+	"gorilla": wstest.Server,
 	"coder":   coderServer,
 }
 
 var wsClients = map[string]wsClient{
-	"gorilla": gorillaClient,
+	"gorilla": wstest.Dial,
 	"coder":   coderClient,
-}
-
-func gorillaServer(connected chan<- struct{}) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		connected <- struct{}{}
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			for {
-				mt, p, err := c.ReadMessage()
-				if err != nil {
-					return
-				}
-				_ = c.WriteMessage(mt, p)
-			}
-		}()
-		select {
-		case <-readDone:
-		case <-shutdown.Draining(r.Context()):
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
-			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			// Wait for the client's close frame, which ends the read loop.
-			select {
-			case <-readDone:
-			case <-time.After(5 * time.Second):
-			}
-		}
-	})
 }
 
 func coderServer(connected chan<- struct{}) http.Handler {
@@ -84,37 +45,12 @@ func coderServer(connected chan<- struct{}) http.Handler {
 		select {
 		case <-ctx.Done():
 		case <-shutdown.Draining(r.Context()):
-			_ = c.Close(coder.StatusGoingAway, goodbyeReason)
+			_ = c.Close(coder.StatusGoingAway, wstest.Reason)
 		}
 	})
 }
 
-func gorillaClient(t testing.TB, url string) <-chan int {
-	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("gorilla dial: %v", err)
-	}
-	resp.Body.Close()
-	code := make(chan int, 1)
-	go func() {
-		defer c.Close()
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code <- ce.Code
-				} else {
-					code <- abnormal
-				}
-				return
-			}
-		}
-	}()
-	return code
-}
-
-func coderClient(t testing.TB, url string) <-chan int {
+func coderClient(t testing.TB, url string) <-chan wstest.Goodbye {
 	t.Helper()
 	c, resp, err := coder.Dial(context.Background(), url, nil)
 	if err != nil {
@@ -123,41 +59,32 @@ func coderClient(t testing.TB, url string) <-chan int {
 	if resp.Body != nil {
 		resp.Body.Close()
 	}
-	code := make(chan int, 1)
+	ended := make(chan wstest.Goodbye, 1)
 	go func() {
 		defer c.CloseNow()
 		for {
 			if _, _, err := c.Read(context.Background()); err != nil {
+				g := wstest.Goodbye{Code: wstest.Abnormal, At: time.Now()}
 				if s := coder.CloseStatus(err); s != -1 {
-					code <- int(s)
-				} else {
-					code <- abnormal
+					g.Code = int(s)
 				}
+				ended <- g
 				return
 			}
 		}
 	}()
-	return code
+	return ended
 }
 
 // connect dials n clients and waits until the server has all of them.
-func connect(t testing.TB, dial wsClient, url string, connected <-chan struct{}, n int) []<-chan int {
+func connect(t testing.TB, dial wsClient, url string, connected <-chan struct{}, n int) []<-chan wstest.Goodbye {
 	t.Helper()
-	codes := make([]<-chan int, n)
+	codes := make([]<-chan wstest.Goodbye, n)
 	for i := range codes {
 		codes[i] = dial(t, url)
 	}
-	receive(t, connected, n)
+	wstest.Receive(t, connected, n)
 	return codes
-}
-
-func wantCodes(t testing.TB, codes []<-chan int, want int) {
-	t.Helper()
-	for i, c := range codes {
-		if got := receive(t, c, 1)[0]; got != want {
-			t.Errorf("client %d saw close code %d, want %d", i, got, want)
-		}
-	}
 }
 
 // Every pairing of server and client library: each client sees 1001 when
@@ -176,7 +103,7 @@ func TestWebSocketGoodbye(t *testing.T) {
 				if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
 					t.Fatalf("ShutdownWithServer: %v", err)
 				}
-				wantCodes(t, codes, websocket.CloseGoingAway)
+				wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 				wantStats(t, &s, shutdown.Stats{Draining: true})
 			})
 		}
@@ -209,20 +136,20 @@ func TestWebSocketChatShape(t *testing.T) {
 			<-shutdown.Draining(drain)
 			sawDrain <- struct{}{}
 			<-release
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbyeReason)
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, wstest.Reason)
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		}()
 	}))
-	codes := make([]<-chan int, n)
+	codes := make([]<-chan wstest.Goodbye, n)
 	for i := range codes {
-		codes[i] = gorillaClient(t, wsURL(ts))
+		codes[i] = wstest.Dial(t, wsURL(ts))
 	}
-	receive(t, returned, n)
+	wstest.Receive(t, returned, n)
 	wantStats(t, &s, shutdown.Stats{Active: 0, Hijacked: n})
 
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(contextWithTimeout(t, 10*time.Second)) }()
-	receive(t, sawDrain, n)
+	wstest.Receive(t, sawDrain, n)
 	select {
 	case err := <-done:
 		t.Fatalf("Shutdown returned %v while %d connections were open", err, n)
@@ -230,15 +157,15 @@ func TestWebSocketChatShape(t *testing.T) {
 	}
 	wantStats(t, &s, shutdown.Stats{Hijacked: n, Draining: true})
 	close(release)
-	if err := receive(t, done, 1)[0]; err != nil {
+	if err := wstest.Receive(t, done, 1)[0]; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	wantCodes(t, codes, websocket.CloseGoingAway)
+	wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 	wantStats(t, &s, shutdown.Stats{Draining: true})
 }
 
 // Handlers that ignore the drain are closed at the deadline and reported;
-// their clients see an abnormal closure.
+// their clients see an wstest.Abnormal closure.
 func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 	const n = 5
 	for _, returns := range []bool{false, true} {
@@ -266,10 +193,10 @@ func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 				}
 				read()
 			}))
-			codes := connect(t, gorillaClient, wsURL(ts), connected, n)
+			codes := connect(t, wstest.Dial, wsURL(ts), connected, n)
 			active := n
 			if returns {
-				receive(t, returned, n)
+				wstest.Receive(t, returned, n)
 				active = 0
 			}
 
@@ -281,9 +208,9 @@ func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("errors.Is(%v, context.DeadlineExceeded) = false", err)
 			}
-			wantCodes(t, codes, abnormal)
+			wstest.WantCodes(t, codes, wstest.Abnormal)
 			if !returns {
-				receive(t, returned, n) // the closed connections end the handlers
+				wstest.Receive(t, returned, n) // the closed connections end the handlers
 			}
 			wantStats(t, &s, shutdown.Stats{Forced: n, Draining: true})
 		})
@@ -318,7 +245,7 @@ func TestWithForceCloseFalseKeepsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	receive(t, connected, 1)
+	wstest.Receive(t, connected, 1)
 
 	err = s.Shutdown(contextWithTimeout(t, 20*time.Millisecond))
 	var de *shutdown.DrainError
@@ -351,7 +278,7 @@ func TestWebSocketClientsVanishMidDrain(t *testing.T) {
 	const n = 10
 	var s shutdown.Shutdowner
 	connected := make(chan struct{}, n)
-	ts, _ := serve(t, &s, gorillaServer(connected))
+	ts, _ := serve(t, &s, wstest.Server(connected))
 	conns := make([]*websocket.Conn, n)
 	for i := range conns {
 		c, resp, err := websocket.DefaultDialer.Dial(wsURL(ts), nil)
@@ -361,7 +288,7 @@ func TestWebSocketClientsVanishMidDrain(t *testing.T) {
 		resp.Body.Close()
 		conns[i] = c
 	}
-	receive(t, connected, n)
+	wstest.Receive(t, connected, n)
 	vanished := make(chan struct{}, n)
 	for _, c := range conns {
 		go func() {
@@ -375,7 +302,7 @@ func TestWebSocketClientsVanishMidDrain(t *testing.T) {
 	if err := s.Shutdown(contextWithTimeout(t, 10*time.Second)); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	receive(t, vanished, n)
+	wstest.Receive(t, vanished, n)
 	wantStats(t, &s, shutdown.Stats{Draining: true})
 }
 
@@ -399,12 +326,12 @@ func TestWriterHijacksThroughUnwrap(t *testing.T) {
 				mw.ServeHTTP(unwrapOnly{w}, r)
 			}))
 			defer ts.Close()
-			codes := connect(t, gorillaClient, wsURL(ts), connected, 1)
+			codes := connect(t, wstest.Dial, wsURL(ts), connected, 1)
 			wantStats(t, &s, shutdown.Stats{Active: 1, Hijacked: 1})
 			if err := s.Shutdown(contextWithTimeout(t, 10*time.Second)); err != nil {
 				t.Fatalf("Shutdown: %v", err)
 			}
-			wantCodes(t, codes, websocket.CloseGoingAway)
+			wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 		})
 	}
 }

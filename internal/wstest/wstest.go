@@ -1,0 +1,127 @@
+// Package wstest holds the websocket peers that the tests of this module
+// share: a gorilla/websocket handler that says goodbye when its request
+// drains, and a gorilla client that reports how its connection ended.
+package wstest
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// Reason is the reason of the handlers' 1001.
+const Reason = "server shutting down"
+
+// Abnormal is the code of a connection that ended without a close frame
+// (1006, which is never sent on the wire).
+const Abnormal = websocket.CloseAbnormalClosure
+
+// A Goodbye is how a client's connection ended: the close code it read
+// (Abnormal without a close frame), and when.
+type Goodbye struct {
+	Code int
+	At   time.Time
+}
+
+// Server returns a gorilla handler that echoes messages and, when its
+// request's drain signal fires, closes with 1001 and waits for the client's
+// close frame. connected receives once each connection is up.
+func Server(connected chan<- struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			for {
+				mt, p, err := c.ReadMessage()
+				if err != nil {
+					return
+				}
+				_ = c.WriteMessage(mt, p)
+			}
+		}()
+		connected <- struct{}{}
+		select {
+		case <-readDone:
+		case <-shutdown.Draining(r.Context()):
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, Reason)
+			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			select { // the client's close frame ends the read loop
+			case <-readDone:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	})
+}
+
+// Dial connects a gorilla client to url, reads until the connection ends,
+// and sends how it ended.
+func Dial(t testing.TB, url string) <-chan Goodbye {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("gorilla dial %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return Read(c)
+}
+
+// Read reads c until its connection ends, and sends how it ended.
+func Read(c *websocket.Conn) <-chan Goodbye {
+	ended := make(chan Goodbye, 1)
+	go func() {
+		defer c.Close()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				g := Goodbye{Code: Abnormal, At: time.Now()}
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					g.Code = ce.Code
+				}
+				ended <- g
+				return
+			}
+		}
+	}()
+	return ended
+}
+
+// Receive waits for n values from c, failing the test after a generous bound
+// so that a broken drain fails rather than hangs.
+func Receive[T any](t testing.TB, c <-chan T, n int) []T {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	got := make([]T, 0, n)
+	for len(got) < n {
+		select {
+		case v := <-c:
+			got = append(got, v)
+		case <-timeout:
+			t.Fatalf("received %d of %d", len(got), n)
+		}
+	}
+	return got
+}
+
+// WantCodes waits for every client's goodbye and fails the test unless each
+// has the code want. It returns the goodbyes.
+func WantCodes(t testing.TB, clients []<-chan Goodbye, want int) []Goodbye {
+	t.Helper()
+	goodbyes := make([]Goodbye, len(clients))
+	for i, c := range clients {
+		goodbyes[i] = Receive(t, c, 1)[0]
+		if goodbyes[i].Code != want {
+			t.Errorf("client %d saw close code %d, want %d", i, goodbyes[i].Code, want)
+		}
+	}
+	return goodbyes
+}
