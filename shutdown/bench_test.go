@@ -191,3 +191,23 @@ func BenchmarkDrain(b *testing.B) {
 		})
 	}
 }
+
+// The middleware's allocation budget, as BenchmarkMiddleware measures it:
+// two per request (the request copy and the writer with its context), with
+// or without a stagger window, so that a change that adds one fails here.
+func TestMiddlewareAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	for name, s := range map[string]*shutdown.Shutdowner{
+		"default":      new(shutdown.Shutdowner),
+		"with stagger": shutdown.New(shutdown.WithStagger(time.Second)),
+	} {
+		h := s.Middleware(okHandler)
+		w := &benchWriter{h: make(http.Header)}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 2 {
+			t.Errorf("%s: %v allocations per request, want 2", name, got)
+		}
+	}
+}
