@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 )
 
 // Shutdown begins the drain, if it has not begun, and waits until no wrapped
@@ -57,35 +56,6 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	return &DrainError{Active: st.Active, Hijacked: st.Hijacked, Err: ctx.Err()}
 }
 
-// delay reports not-ready and, with a drain delay, waits for it to pass
-// before the drain begins: the first caller waits for the delay, the others
-// for the drain, and every caller for no longer than its ctx.
-func (s *Shutdowner) delay(ctx context.Context) {
-	s.mu.Lock()
-	first := false
-	select {
-	case <-s.notReady:
-	default:
-		close(s.notReady)
-		first = true
-	}
-	s.mu.Unlock()
-	if s.drainDelay <= 0 {
-		return
-	}
-	var elapsed <-chan time.Time
-	if first {
-		t := time.NewTimer(s.drainDelay)
-		defer t.Stop()
-		elapsed = t.C
-	}
-	select {
-	case <-elapsed:
-	case <-s.draining: // begun by another caller
-	case <-ctx.Done():
-	}
-}
-
 // ShutdownWithServer shuts srv down and drains s, and returns [errors.Join]
 // of [Shutdowner.Shutdown]'s error and srv.Shutdown's.
 //
@@ -124,7 +94,7 @@ func (s *Shutdowner) ShutdownWithServer(ctx context.Context, srv *http.Server) e
 	return errors.Join(err, serr)
 }
 
-// DrainError is the error of a drain that its context ended before it
+// DrainError is the error of a drain whose context ended before it
 // completed.
 type DrainError struct {
 	Active   int   // wrapped handlers still running when the context ended
