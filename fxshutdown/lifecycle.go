@@ -25,7 +25,7 @@ type hookParams struct {
 	Stopper    fx.Shutdowner
 	Logger     *zap.Logger    `optional:"true"`
 	Config     Config         `optional:"true"`
-	Servers    []*http.Server `group:"fxshutdown.servers"`
+	Servers    []*http.Server `group:"fxshutdown.servers"` // serversGroup
 }
 
 // register appends the module's hooks: OnStart serves the servers, OnStop
@@ -63,14 +63,15 @@ type hooks struct {
 // start listens on every server's address before it returns, so that a busy
 // or bad address fails the application's start, and serves each in a
 // goroutine.
-func (h *hooks) start(context.Context) error {
+func (h *hooks) start(ctx context.Context) error {
+	var lc net.ListenConfig
 	listeners := make([]net.Listener, 0, len(h.servers))
 	for _, srv := range h.servers {
 		addr := srv.Addr
 		if addr == "" {
 			addr = ":http" // as net/http
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			for _, ln := range listeners {
 				_ = ln.Close() // nothing was served on it

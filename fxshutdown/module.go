@@ -18,7 +18,8 @@ var Module = fx.Module("shutdown",
 	fx.Invoke(register),
 )
 
-// serversGroup is the value group of the servers given with AsServer.
+// serversGroup is the value group of the servers given with AsServer, as
+// hookParams.Servers's tag spells it too.
 const serversGroup = `group:"fxshutdown.servers"`
 
 // AsServer annotates a constructor that returns an *http.Server, and
