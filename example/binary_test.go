@@ -7,13 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
 // The built program, run as a newcomer runs it: it serves, its clients get
-// ticks, and on SIGINT they get their goodbyes, the drain is logged, and the
-// process exits 0.
-func TestBinaryDrainsOnSIGINT(t *testing.T) {
+// ticks, and on Ctrl-C (SIGINT) or SIGTERM they get their goodbyes, the drain
+// is logged, and the process exits 0.
+func TestBinaryDrainsOnSignal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example: skipped in -short mode")
 	}
@@ -22,6 +23,12 @@ func TestBinaryDrainsOnSIGINT(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { runUntilSignal(t, bin, sig) })
+	}
+}
+
+func runUntilSignal(t *testing.T, bin string, sig os.Signal) {
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-tick", "20ms")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -30,6 +37,7 @@ func TestBinaryDrainsOnSIGINT(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // after a failure; a no-op once it exited
 	entries := make(chan map[string]any, 1000)
 	go readLog(stderr, entries)
 
@@ -48,7 +56,7 @@ func TestBinaryDrainsOnSIGINT(t *testing.T) {
 	within(t, ws.ticks)
 	within(t, sse.first)
 
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	ws.wantGoodbye(t)
