@@ -45,7 +45,7 @@ func (s *Shutdowner) untrack(c *conn) {
 		return
 	}
 	delete(s.conns, c)
-	if s.state.Add(-1) == drainingBit {
+	if s.countOut(1) {
 		s.closeIdle()
 	}
 }
@@ -58,7 +58,7 @@ func (s *Shutdowner) forceClose() {
 		conns = append(conns, c)
 		delete(s.conns, c)
 	}
-	if len(conns) > 0 && s.state.Add(-int64(len(conns))) == drainingBit {
+	if len(conns) > 0 && s.countOut(int64(len(conns))) {
 		s.closeIdle()
 	}
 	s.mu.Unlock()

@@ -121,14 +121,19 @@ func (s *Shutdowner) enter() bool {
 	return true
 }
 
-// exit counts a handler or a tracked connection out, and ends the drain when it
-// was the last one.
+// exit counts a handler out, and ends the drain when it was the last one.
 func (s *Shutdowner) exit() {
-	if s.state.Add(-1) == drainingBit {
+	if s.countOut(1) {
 		s.mu.Lock()
 		s.closeIdle()
 		s.mu.Unlock()
 	}
+}
+
+// countOut takes n handlers or tracked connections out of the count and
+// reports whether that ended a drain: the caller then closes s.idle.
+func (s *Shutdowner) countOut(n int64) bool {
+	return s.state.Add(-n) == drainingBit
 }
 
 // closeIdle closes s.idle once. s.mu must be held.
