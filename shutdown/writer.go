@@ -18,7 +18,7 @@ import (
 // github.com/felixge/httpsnoop: httpsnoop's Wrap costs three allocations of
 // its own per request (its hooks, its writer, and the combination that holds
 // it), where here one allocation holds the writer and the request's context
-// (BenchmarkMiddleware and BenchmarkWrapHTTPSnoop measure both), and this
+// (BenchmarkMiddleware measures both), and this
 // package imports the standard library only.
 const (
 	hasFlusher = 1 << iota
