@@ -16,14 +16,13 @@ import (
 // connection itself.
 type conn struct {
 	net.Conn
-	s   *Shutdowner
-	req *requestContext // the request that hijacked it
+	req *requestContext // the request that hijacked it, and its Shutdowner
 }
 
 // track starts counting c, hijacked by req, in the drain and returns it
 // wrapped.
 func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
-	tc := &conn{Conn: c, s: s, req: req}
+	tc := &conn{Conn: c, req: req}
 	s.mu.Lock()
 	req.hijacked = true
 	if s.conns == nil {
@@ -37,7 +36,8 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
 	return tc
 }
 
-// untrack stops counting c, unless forceClose already has.
+// untrack stops counting c, and ends the request that hijacked it, unless
+// forceClose already has.
 func (s *Shutdowner) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -45,6 +45,7 @@ func (s *Shutdowner) untrack(c *conn) {
 		return
 	}
 	delete(s.conns, c)
+	s.forgetSignal(c.req)
 	if s.countOut(1) {
 		s.closeIdle()
 	}
@@ -57,6 +58,7 @@ func (s *Shutdowner) forceClose() {
 	for c := range s.conns {
 		conns = append(conns, c)
 		delete(s.conns, c)
+		s.forgetSignal(c.req)
 	}
 	if len(conns) > 0 && s.countOut(int64(len(conns))) {
 		s.closeIdle()
@@ -71,8 +73,7 @@ func (s *Shutdowner) forceClose() {
 
 // Close closes the connection and stops counting it in the drain.
 func (c *conn) Close() error {
-	c.s.untrack(c)
-	c.s.endRequest(c.req, false)
+	c.req.s.untrack(c)
 	return c.Conn.Close()
 }
 

@@ -41,7 +41,7 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 		rw, b := newWriter(w)
 		b.ctx.Context, b.ctx.s = r.Context(), s
 		defer func() {
-			s.endRequest(&b.ctx, true)
+			s.handlerReturned(&b.ctx)
 			s.exit()
 		}()
 		next.ServeHTTP(rw, r.WithContext(&b.ctx))

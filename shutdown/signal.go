@@ -105,18 +105,23 @@ func (s *Shutdowner) fireAll() {
 	}
 }
 
-// endRequest forgets c's signal when the request has ended: from its handler
-// (handlerReturned) unless it hijacked its connection, and from the close of
-// that connection. It stops a signal not yet fired.
-func (s *Shutdowner) endRequest(c *requestContext, handlerReturned bool) {
+// handlerReturned forgets c's signal when its handler has returned, unless
+// the request hijacked its connection: then untrack forgets it, when the
+// connection is closed.
+func (s *Shutdowner) handlerReturned(c *requestContext) {
 	if !c.asked.Load() {
 		return // no signal of its own: the common case, and lock-free
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if handlerReturned && c.hijacked {
-		return // its connection's close ends it
+	if !c.hijacked {
+		s.forgetSignal(c)
 	}
+}
+
+// forgetSignal stops c's signal if not yet fired and forgets it; a no-op
+// for a request that has none. s.mu must be held.
+func (s *Shutdowner) forgetSignal(c *requestContext) {
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
