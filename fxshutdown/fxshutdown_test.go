@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,10 +310,12 @@ func TestStopWithoutServersWaitsForHandlers(t *testing.T) {
 	app := fxtest.New(t, fx.NopLogger, fxshutdown.Module, fx.Populate(&s))
 	app.RequireStart()
 	entered, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
 	ts := httptest.NewServer(s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-shutdown.Draining(r.Context())
 		<-release
+		finished.Store(true)
 	})))
 	defer ts.Close()
 	got := make(chan int, 1)
@@ -327,16 +330,19 @@ func TestStopWithoutServersWaitsForHandlers(t *testing.T) {
 	}()
 	<-entered
 	stopped := make(chan error, 1)
-	go func() { stopped <- app.Stop(context.Background()) }()
+	finishedAtStop := make(chan bool, 1)
+	go func() {
+		err := app.Stop(context.Background())
+		finishedAtStop <- finished.Load()
+		stopped <- err
+	}()
 	<-s.Draining()
-	select {
-	case err := <-stopped:
-		t.Fatalf("Stop returned %v while a handler ran", err)
-	default:
-	}
 	close(release)
 	if err := <-stopped; err != nil {
 		t.Fatalf("Stop: %v", err)
+	}
+	if !<-finishedAtStop {
+		t.Fatal("Stop returned while the handler ran")
 	}
 	if code := <-got; code != http.StatusOK {
 		t.Fatalf("the drained request got %d, want 200", code)

@@ -256,27 +256,36 @@ func TestShutdownCancelledWithHandlerRunning(t *testing.T) {
 }
 
 // Concurrent Shutdown calls all wait on the same drain and all return nil
-// when it completes.
+// when it completes: each sees, as it returns, that the handler has finished.
 func TestConcurrentShutdownCalls(t *testing.T) {
 	var s shutdown.Shutdowner
 	entered, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
 	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-shutdown.Draining(r.Context())
 		<-release
+		finished.Store(true)
 	}))
 	go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	<-entered
 	const callers = 10
-	errs := make(chan error, callers)
+	type result struct {
+		err      error
+		finished bool // the handler's state when Shutdown returned
+	}
+	results := make(chan result, callers)
 	for range callers {
-		go func() { errs <- s.Shutdown(contextWithTimeout(t, 10*time.Second)) }()
+		go func() {
+			err := s.Shutdown(contextWithTimeout(t, 10*time.Second))
+			results <- result{err, finished.Load()}
+		}()
 	}
 	<-s.Draining()
 	close(release)
-	for i, err := range wstest.Receive(t, errs, callers) {
-		if err != nil {
-			t.Errorf("caller %d: %v", i, err)
+	for i, r := range wstest.Receive(t, results, callers) {
+		if r.err != nil || !r.finished {
+			t.Errorf("caller %d: Shutdown returned %v with the handler finished: %v", i, r.err, r.finished)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +118,7 @@ func TestWebSocketChatShape(t *testing.T) {
 	var s shutdown.Shutdowner
 	sawDrain := make(chan struct{}, n)
 	release := make(chan struct{})
+	var closing atomic.Int64 // goroutines that are closing their connection
 	ts, returned := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
@@ -133,6 +135,7 @@ func TestWebSocketChatShape(t *testing.T) {
 		}()
 		go func() {
 			defer c.Close()
+			defer closing.Add(1) // runs before the Close
 			<-shutdown.Draining(drain)
 			sawDrain <- struct{}{}
 			<-release
@@ -148,17 +151,20 @@ func TestWebSocketChatShape(t *testing.T) {
 	wantStats(t, &s, shutdown.Stats{Active: 0, Hijacked: n})
 
 	done := make(chan error, 1)
-	go func() { done <- s.Shutdown(contextWithTimeout(t, 10*time.Second)) }()
+	closingAtReturn := make(chan int64, 1)
+	go func() {
+		err := s.Shutdown(contextWithTimeout(t, 10*time.Second))
+		closingAtReturn <- closing.Load()
+		done <- err
+	}()
 	wstest.Receive(t, sawDrain, n)
-	select {
-	case err := <-done:
-		t.Fatalf("Shutdown returned %v while %d connections were open", err, n)
-	default:
-	}
 	wantStats(t, &s, shutdown.Stats{Hijacked: n, Draining: true})
 	close(release)
 	if err := wstest.Receive(t, done, 1)[0]; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := <-closingAtReturn; got != n {
+		t.Fatalf("Shutdown returned when %d of %d goroutines had begun to close their connections", got, n)
 	}
 	wstest.WantCodes(t, codes, websocket.CloseGoingAway)
 	wantStats(t, &s, shutdown.Stats{Draining: true})
