@@ -30,14 +30,25 @@ func TestBinaryDrainsOnSignal(t *testing.T) {
 
 func runUntilSignal(t *testing.T, bin string, sig os.Signal) {
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-tick", "20ms")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Not StderrPipe: Wait closes that pipe as soon as the process exits,
+	// which can drop the last lines (the drain's) before readLog reads
+	// them. With a writer, Wait returns once all output is copied.
+	stderr, logged := io.Pipe()
+	cmd.Stderr = logged
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() }) // after a failure; a no-op once it exited
+	var waitErr error // cmd.Wait's, once exited is closed
+	exited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		logged.Close()
+		close(exited)
+	}()
+	t.Cleanup(func() { // after a failure; a no-op once it exited
+		_ = cmd.Process.Kill()
+		<-exited
+	})
 	entries := make(chan map[string]any, 1000)
 	go readLog(stderr, entries)
 
@@ -61,10 +72,9 @@ func runUntilSignal(t *testing.T, bin string, sig os.Signal) {
 	}
 	ws.wantGoodbye(t)
 	sse.wantGoodbye(t)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := within(t, exited); err != nil {
-		t.Fatalf("the program exited with %v, want status 0", err)
+	within(t, exited)
+	if waitErr != nil {
+		t.Fatalf("the program exited with %v, want status 0", waitErr)
 	}
 	var drained map[string]any
 	for e := range entries {
@@ -78,15 +88,19 @@ func runUntilSignal(t *testing.T, bin string, sig os.Signal) {
 }
 
 // readLog decodes the program's JSON log lines into entries until it ends.
+// It reads r to its end in any case, so that the program never blocks on
+// its stderr.
 func readLog(r io.Reader, entries chan<- map[string]any) {
 	defer close(entries)
 	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var e map[string]any
 		if json.Unmarshal(sc.Bytes(), &e) == nil {
 			entries <- e
 		}
 	}
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // goTool returns the go command that runs this test.
