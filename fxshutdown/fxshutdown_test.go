@@ -231,19 +231,7 @@ func freeAddr(t *testing.T) string {
 func TestStopTimeoutForceClosesStuckConnection(t *testing.T) {
 	connected := make(chan struct{}, 1)
 	app := newTestApp(t, func(*shutdown.Shutdowner) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			connected <- struct{}{}
-			for {
-				if _, _, err := c.NextReader(); err != nil {
-					return
-				}
-			}
-		})
+		return wstest.IgnoresDrain(connected, false)
 	})
 	code := dial(t, app.addr)
 	<-connected

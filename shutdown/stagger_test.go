@@ -251,19 +251,7 @@ func TestDrainDelayServesUntilContextEnds(t *testing.T) {
 func TestDrainDelayContextEndForceCloses(t *testing.T) {
 	s := shutdown.New(shutdown.WithDrainDelay(time.Hour))
 	connected := make(chan struct{}, 1)
-	ts, _ := serve(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		connected <- struct{}{}
-		for {
-			if _, _, err := c.NextReader(); err != nil {
-				return // ignores the drain
-			}
-		}
-	}))
+	ts, _ := serve(t, s, wstest.IgnoresDrain(connected, false))
 	client := wstest.Dial(t, wsURL(ts))
 	wstest.Receive(t, connected, 1)
 	err := s.ShutdownWithServer(contextWithTimeout(t, 100*time.Millisecond), ts.Config)

@@ -179,26 +179,7 @@ func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var s shutdown.Shutdowner
 			connected := make(chan struct{}, n)
-			ts, returned := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				connected <- struct{}{}
-				read := func() {
-					for {
-						if _, _, err := c.NextReader(); err != nil {
-							return
-						}
-					}
-				}
-				if returns {
-					go read()
-					return
-				}
-				read()
-			}))
+			ts, returned := serve(t, &s, wstest.IgnoresDrain(connected, returns))
 			codes := connect(t, wstest.Dial, wsURL(ts), connected, n)
 			active := n
 			if returns {

@@ -63,6 +63,33 @@ func Server(connected chan<- struct{}) http.Handler {
 	})
 }
 
+// IgnoresDrain returns a gorilla handler that ignores the drain: it reads
+// until its connection ends, and closes it. connected receives once each
+// connection is up. With handOff the handler hands the connection to a
+// goroutine and returns at once (the chat shape); otherwise it reads itself.
+func IgnoresDrain(connected chan<- struct{}, handOff bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return // the client's dial fails
+		}
+		connected <- struct{}{}
+		read := func() {
+			defer c.Close()
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}
+		if handOff {
+			go read()
+			return
+		}
+		read()
+	})
+}
+
 // Dial connects a gorilla client to url, reads until the connection ends,
 // and sends how it ended.
 func Dial(t testing.TB, url string) <-chan Goodbye {
