@@ -3,6 +3,7 @@ package shutdown
 import (
 	"io"
 	"net"
+	"sync"
 )
 
 // conn is a connection hijacked through the middleware. It counts in the
@@ -14,17 +15,27 @@ import (
 // (embedded), io.ReaderFrom and io.WriterTo (so io.Copy keeps the splice and
 // sendfile paths of the connection underneath), and NetConn for the
 // connection itself.
+//
+// It points to its request only while the request has a drain signal of its
+// own to forget at Close (signal.go): a chat-style handler returns at once
+// and hands the connection on, and the request, its response writer and
+// net/http's response buffer then go to the garbage collector rather than
+// live as long as the connection.
 type conn struct {
 	net.Conn
-	req *requestContext // the request that hijacked it, and its Shutdowner
+	s   *Shutdowner
+	req *requestContext // guarded by s.mu
 }
 
 // track starts counting c, hijacked by req, in the drain and returns it
 // wrapped.
 func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
-	tc := &conn{Conn: c, req: req}
+	tc := &conn{Conn: c, s: s}
 	s.mu.Lock()
-	req.hijacked = true
+	req.conn = tc
+	if req.sig != nil {
+		tc.req = req
+	}
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}
@@ -36,50 +47,90 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
 	return tc
 }
 
+// open reports whether c is still tracked. s.mu must be held.
+func (s *Shutdowner) open(c *conn) bool {
+	_, ok := s.conns[c]
+	return ok
+}
+
 // untrack stops counting c, and ends the request that hijacked it, unless
 // forceClose already has.
 func (s *Shutdowner) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.conns[c]; !ok {
+	if !s.open(c) {
 		return
 	}
 	delete(s.conns, c)
-	s.forgetSignal(c.req)
+	if c.req != nil {
+		s.forgetSignal(c.req)
+	}
 	if s.countOut(1) {
 		s.closeIdle()
 	}
 }
 
 // forceClose closes every tracked connection and counts them in s.forced.
+// It returns once all are closed, which takes about as long as closing one,
+// whatever their peers do.
 func (s *Shutdowner) forceClose() {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 		delete(s.conns, c)
-		s.forgetSignal(c.req)
+		if c.req != nil {
+			s.forgetSignal(c.req)
+		}
 	}
 	if len(conns) > 0 && s.countOut(int64(len(conns))) {
 		s.closeIdle()
 	}
 	s.mu.Unlock()
+	// In parallel: closing a connection waits until the goroutines blocked
+	// on it have woken, and one by one that adds up to more than a stop
+	// budget with thousands of connections on two cores.
+	var wg sync.WaitGroup
 	for _, c := range conns {
 		// Untracked above, so an owner's Close that runs now only closes.
-		_ = c.Conn.Close() // what the peer sees is what counts; the error tells nothing
+		wg.Go(func() { closeNow(c.Conn) })
 	}
+	wg.Wait()
 	s.forced.Add(uint64(len(conns)))
+}
+
+// closeNow closes c without waiting for its peer. The connection at the
+// bottom of c's NetConn chain is closed first: a *tls.Conn's own Close
+// sends close_notify under a write deadline of five seconds, which a peer
+// that stopped reading makes it wait out in full. Then c's Close runs, and
+// fails at once, so that wrappers in between (a listener's, say) still see
+// their Close.
+func closeNow(c net.Conn) {
+	bottom := c
+	for {
+		u, ok := bottom.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		bottom = u.NetConn()
+	}
+	// What the peer sees is what counts; the errors tell nothing.
+	_ = bottom.Close()
+	if bottom != c {
+		_ = c.Close()
+	}
 }
 
 // Close closes the connection and stops counting it in the drain.
 func (c *conn) Close() error {
-	c.req.s.untrack(c)
+	c.s.untrack(c)
 	return c.Conn.Close()
 }
 
 // NetConn returns the hijacked connection underneath, as
-// [crypto/tls.Conn.NetConn] does. Closing it directly bypasses the drain's
-// count: close the conn returned by Hijack instead.
+// [crypto/tls.Conn.NetConn] does: a *net.TCPConn, or a *tls.Conn on a TLS
+// server. Closing it directly bypasses the drain's count: close the conn
+// returned by Hijack instead.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // ReadFrom uses the underlying connection's ReadFrom where it has one.

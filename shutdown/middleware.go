@@ -68,14 +68,17 @@ type requestContext struct {
 	context.Context
 	s *Shutdowner
 
+	// The connection the request hijacked, if any. Guarded by s.mu.
+	conn *conn
+
 	// With a stagger window only (signal.go): the request's own signal,
-	// made when first asked for, its timer once scheduled, and whether the
-	// request hijacked its connection. Guarded by s.mu; asked is set
-	// with sig, for the lock-free check at the request's end.
+	// made when first asked for, and its timer once scheduled, guarded by
+	// s.mu; whether its signal was ever asked for, and whether its handler
+	// has returned, for the lock-free check at the handler's return.
 	sig      chan struct{}
 	timer    *time.Timer
-	hijacked bool
 	asked    atomic.Bool
+	returned atomic.Bool
 }
 
 type requestContextKey struct{}

@@ -14,7 +14,9 @@ import (
 // registered signals are closed in random order, spread evenly over the
 // window. A request ends when its handler returns or, if it hijacked its
 // connection, when that connection is closed: the goroutines of a chat-style
-// handler that has returned still wait on the signal.
+// handler that has returned still wait on the signal. A request that asks
+// only after it has ended (the write pump of a chat connection that its read
+// pump has closed) gets s.draining and registers nothing.
 
 // signal returns the request's drain signal.
 func (c *requestContext) signal() <-chan struct{} {
@@ -24,26 +26,45 @@ func (c *requestContext) signal() <-chan struct{} {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.sig == nil {
-		c.sig = make(chan struct{})
-		if s.signals == nil {
-			s.signals = make(map[*requestContext]struct{})
+	if c.sig != nil {
+		return c.sig
+	}
+	// Stored before ended reads returned, as handlerReturned stores
+	// returned before it reads asked: one of the two sees the other.
+	c.asked.Store(true)
+	if c.ended() {
+		return s.draining
+	}
+	c.sig = make(chan struct{})
+	if s.signals == nil {
+		s.signals = make(map[*requestContext]struct{})
+	}
+	s.signals[c] = struct{}{}
+	if c.conn != nil {
+		c.conn.req = c // for Close to forget
+	}
+	select {
+	case <-s.draining:
+		// A late asker gets a random moment in what is left of the
+		// window, or none.
+		left := time.Until(s.staggerEnd)
+		if left > 0 {
+			left = rand.N(left)
 		}
-		s.signals[c] = struct{}{}
-		c.asked.Store(true)
-		select {
-		case <-s.draining:
-			// A late asker gets a random moment in what is left of the
-			// window, or none.
-			left := time.Until(s.staggerEnd)
-			if left > 0 {
-				left = rand.N(left)
-			}
-			s.fireAfter(c, left)
-		default:
-		}
+		s.fireAfter(c, left)
+	default:
 	}
 	return c.sig
+}
+
+// ended reports whether the request has ended: its handler has returned
+// without hijacking, or the connection it hijacked is closed. s.mu must be
+// held.
+func (c *requestContext) ended() bool {
+	if c.conn != nil {
+		return !c.s.open(c.conn)
+	}
+	return c.returned.Load()
 }
 
 // staggerSignals schedules the registered signals over the stagger window,
@@ -105,16 +126,17 @@ func (s *Shutdowner) fireAll() {
 	}
 }
 
-// handlerReturned forgets c's signal when its handler has returned, unless
-// the request hijacked its connection: then untrack forgets it, when the
-// connection is closed.
+// handlerReturned ends c, and forgets its signal, when its handler has
+// returned, unless the request hijacked its connection: then untrack
+// forgets it, when the connection is closed.
 func (s *Shutdowner) handlerReturned(c *requestContext) {
+	c.returned.Store(true)
 	if !c.asked.Load() {
 		return // no signal of its own: the common case, and lock-free
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.hijacked {
+	if c.conn == nil {
 		s.forgetSignal(c)
 	}
 }

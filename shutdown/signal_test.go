@@ -2,6 +2,7 @@ package shutdown
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -72,4 +73,58 @@ func TestSignalsAreForgottenWhenRequestsEnd(t *testing.T) {
 		t.Fatalf("%d signals registered after the hijacked connection closed", n)
 	}
 	_, _ = bufio.NewReader(client).ReadByte() // the close reaches the client
+}
+
+// A request that first asks for its signal after it has ended registers
+// nothing: its handler returned without hijacking, or the connection it
+// hijacked was closed (the write pump of a chat connection whose read pump
+// closed it). It gets Draining(), which still closes when the drain begins.
+func TestSignalAskedAfterTheRequestEnded(t *testing.T) {
+	s := New(WithStagger(time.Second))
+	var ctx context.Context
+	hijackCtx := make(chan context.Context, 1)
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx = r.Context()
+		if r.URL.Path != "/hijack" {
+			return
+		}
+		hijackCtx <- r.Context()
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c.Close()
+	}))
+	for range 1000 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+		if Draining(ctx) != s.Draining() {
+			t.Fatal("a request that had ended got a signal of its own")
+		}
+	}
+	if n := s.registeredSignals(); n != 0 {
+		t.Fatalf("%d signals registered by 1,000 requests that asked after they ended", n)
+	}
+
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	client, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Write([]byte("GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(client).ReadByte(); err == nil {
+		t.Fatal("the hijacked connection was not closed")
+	}
+	// The conn was closed before ReadByte returned; the handler may still
+	// be returning, which ends nothing more.
+	if Draining(<-hijackCtx) != s.Draining() {
+		t.Fatal("a request whose hijacked connection was closed got a signal of its own")
+	}
+	if n := s.registeredSignals(); n != 0 {
+		t.Fatalf("%d signals registered after the hijacked connection was closed", n)
+	}
 }
