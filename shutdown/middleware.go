@@ -25,13 +25,20 @@ import (
 // call next.
 //
 // Middleware panics if next is nil. It may be called any number of times, on
-// any number of handlers; they all count in the same drain.
+// any number of handlers; they all count in the same drain. A request that is
+// already inside this Shutdowner's middleware, as when a router wrapped in it
+// also uses it for its routes, passes through the inner one untouched and
+// counts once; another Shutdowner's middleware counts it in its own drain.
 func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 	if next == nil {
 		panic("shutdown: Middleware called with a nil handler")
 	}
 	s.init()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(requestContextKey{}).(*requestContext); ok && c.s == s {
+			next.ServeHTTP(w, r) // counted, or rejected, by the outer one
+			return
+		}
 		if !s.enter() {
 			s.reject(w)
 			return

@@ -8,11 +8,12 @@ import (
 )
 
 // The optional interfaces of a response writer that the middleware's writer
-// keeps, one bit each. writers.go has a writer type for each of their 32
+// keeps, one bit each. writers.go has a writer type for each of their 64
 // combinations, so that a writer claims what the one it wraps has and no
 // more: websocket libraries test for http.Hijacker, which an HTTP/2 writer
 // lacks, and net/http's io.ReaderFrom and io.StringWriter save copies and
-// allocations.
+// allocations. http.CloseNotifier is deprecated, but gin's writer asserts it
+// on the writer it wraps in every c.Stream.
 //
 // The types are written out, by TestWritersGenerated, rather than taken from
 // github.com/felixge/httpsnoop: httpsnoop's Wrap costs three allocations of
@@ -26,6 +27,7 @@ const (
 	hasReaderFrom
 	hasStringWriter
 	hasPusher
+	hasCloseNotifier
 )
 
 // canHijack reports whether w, or a writer it unwraps to, is an
@@ -64,6 +66,9 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	if _, ok := w.(http.Pusher); ok {
 		m |= hasPusher
 	}
+	if _, ok := w.(http.CloseNotifier); ok { //nolint:staticcheck // kept for the code that still calls it
+		m |= hasCloseNotifier
+	}
 	rw, b := newWriterOf(m)
 	b.rw = w
 	return rw, b
@@ -89,6 +94,10 @@ func (b *base) push(target string, opts *http.PushOptions) error {
 }
 
 func (b *base) flush() { b.rw.(http.Flusher).Flush() }
+
+func (b *base) closeNotify() <-chan bool {
+	return b.rw.(http.CloseNotifier).CloseNotify() //nolint:staticcheck // kept for the code that still calls it
+}
 
 // flushError is FlushError for every writer that has Flush, so that
 // http.ResponseController.Flush, which prefers FlushError, still sees the

@@ -30,6 +30,9 @@ func interfacesOf(w http.ResponseWriter) int {
 	if _, ok := w.(http.Pusher); ok {
 		m |= hasPusher
 	}
+	if _, ok := w.(http.CloseNotifier); ok { //nolint:staticcheck // kept for gin
+		m |= hasCloseNotifier
+	}
 	return m
 }
 
@@ -66,7 +69,12 @@ func (w *allWriter) Push(string, *http.PushOptions) error {
 	return nil
 }
 
-// For each of the 32 combinations of optional interfaces, the middleware's
+func (w *allWriter) CloseNotify() <-chan bool {
+	w.calls = append(w.calls, "CloseNotify")
+	return make(chan bool)
+}
+
+// For each of the 64 combinations of optional interfaces, the middleware's
 // writer has the interfaces of the writer it wraps, and each of them reaches
 // that writer. The wrapped writers here unwrap to one that can hijack, so
 // the middleware's writer has Hijack in every combination: see
@@ -82,13 +90,13 @@ func TestWriterKeepsTheOptionalInterfaces(t *testing.T) {
 			b.rw = all
 			b.ctx = requestContext{Context: context.Background(), s: &innerS}
 			if got := interfacesOf(inner); got != m {
-				t.Fatalf("generated %T has interfaces %05b, want %05b", inner, got, m)
+				t.Fatalf("generated %T has interfaces %06b, want %06b", inner, got, m)
 			}
 			var s Shutdowner
 			var want []string
 			h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				if got := interfacesOf(w); got != m|hasHijacker {
-					t.Fatalf("middleware's writer has interfaces %05b, wrapping %05b", got, m)
+					t.Fatalf("middleware's writer has interfaces %06b, wrapping %06b", got, m)
 				}
 				if u := w.(interface{ Unwrap() http.ResponseWriter }).Unwrap(); u != inner {
 					t.Errorf("Unwrap() = %T, want the wrapped writer", u)
@@ -114,6 +122,12 @@ func TestWriterKeepsTheOptionalInterfaces(t *testing.T) {
 				if p, ok := w.(http.Pusher); ok {
 					_ = p.Push("/style.css", nil)
 					want = append(want, "Push")
+				}
+				if cn, ok := w.(http.CloseNotifier); ok { //nolint:staticcheck // kept for gin
+					if cn.CloseNotify() == nil {
+						t.Error("CloseNotify() = nil")
+					}
+					want = append(want, "CloseNotify")
 				}
 				c, _, err := w.(http.Hijacker).Hijack()
 				if err != nil {
@@ -145,7 +159,7 @@ func TestWriterWithoutHijacker(t *testing.T) {
 	rec := httptest.NewRecorder() // has Flush and WriteString, no Unwrap
 	s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if got, want := interfacesOf(w), hasFlusher|hasStringWriter; got != want {
-			t.Errorf("middleware's writer has interfaces %05b, want %05b", got, want)
+			t.Errorf("middleware's writer has interfaces %06b, want %06b", got, want)
 		}
 		if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
 			t.Errorf("ResponseController.Hijack() = %v, want ErrNotSupported", err)

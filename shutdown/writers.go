@@ -233,6 +233,262 @@ func (w *writerFHRSP) ReadFrom(r io.Reader) (int64, error)              { return
 func (w *writerFHRSP) WriteString(s string) (int, error)                { return w.writeString(s) }
 func (w *writerFHRSP) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
 
+// writerC has http.CloseNotifier.
+type writerC struct{ base }
+
+func (w *writerC) CloseNotify() <-chan bool { return w.closeNotify() }
+
+// writerFC has http.Flusher, http.CloseNotifier.
+type writerFC struct{ base }
+
+func (w *writerFC) Flush()                   { w.flush() }
+func (w *writerFC) FlushError() error        { return w.flushError() }
+func (w *writerFC) CloseNotify() <-chan bool { return w.closeNotify() }
+
+// writerHC has http.Hijacker, http.CloseNotifier.
+type writerHC struct{ base }
+
+func (w *writerHC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerHC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerFHC has http.Flusher, http.Hijacker, http.CloseNotifier.
+type writerFHC struct{ base }
+
+func (w *writerFHC) Flush()                                       { w.flush() }
+func (w *writerFHC) FlushError() error                            { return w.flushError() }
+func (w *writerFHC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerFHC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerRC has io.ReaderFrom, http.CloseNotifier.
+type writerRC struct{ base }
+
+func (w *writerRC) ReadFrom(r io.Reader) (int64, error) { return w.readFrom(r) }
+func (w *writerRC) CloseNotify() <-chan bool            { return w.closeNotify() }
+
+// writerFRC has http.Flusher, io.ReaderFrom, http.CloseNotifier.
+type writerFRC struct{ base }
+
+func (w *writerFRC) Flush()                              { w.flush() }
+func (w *writerFRC) FlushError() error                   { return w.flushError() }
+func (w *writerFRC) ReadFrom(r io.Reader) (int64, error) { return w.readFrom(r) }
+func (w *writerFRC) CloseNotify() <-chan bool            { return w.closeNotify() }
+
+// writerHRC has http.Hijacker, io.ReaderFrom, http.CloseNotifier.
+type writerHRC struct{ base }
+
+func (w *writerHRC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerHRC) ReadFrom(r io.Reader) (int64, error)          { return w.readFrom(r) }
+func (w *writerHRC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerFHRC has http.Flusher, http.Hijacker, io.ReaderFrom, http.CloseNotifier.
+type writerFHRC struct{ base }
+
+func (w *writerFHRC) Flush()                                       { w.flush() }
+func (w *writerFHRC) FlushError() error                            { return w.flushError() }
+func (w *writerFHRC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerFHRC) ReadFrom(r io.Reader) (int64, error)          { return w.readFrom(r) }
+func (w *writerFHRC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerSC has io.StringWriter, http.CloseNotifier.
+type writerSC struct{ base }
+
+func (w *writerSC) WriteString(s string) (int, error) { return w.writeString(s) }
+func (w *writerSC) CloseNotify() <-chan bool          { return w.closeNotify() }
+
+// writerFSC has http.Flusher, io.StringWriter, http.CloseNotifier.
+type writerFSC struct{ base }
+
+func (w *writerFSC) Flush()                            { w.flush() }
+func (w *writerFSC) FlushError() error                 { return w.flushError() }
+func (w *writerFSC) WriteString(s string) (int, error) { return w.writeString(s) }
+func (w *writerFSC) CloseNotify() <-chan bool          { return w.closeNotify() }
+
+// writerHSC has http.Hijacker, io.StringWriter, http.CloseNotifier.
+type writerHSC struct{ base }
+
+func (w *writerHSC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerHSC) WriteString(s string) (int, error)            { return w.writeString(s) }
+func (w *writerHSC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerFHSC has http.Flusher, http.Hijacker, io.StringWriter, http.CloseNotifier.
+type writerFHSC struct{ base }
+
+func (w *writerFHSC) Flush()                                       { w.flush() }
+func (w *writerFHSC) FlushError() error                            { return w.flushError() }
+func (w *writerFHSC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerFHSC) WriteString(s string) (int, error)            { return w.writeString(s) }
+func (w *writerFHSC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerRSC has io.ReaderFrom, io.StringWriter, http.CloseNotifier.
+type writerRSC struct{ base }
+
+func (w *writerRSC) ReadFrom(r io.Reader) (int64, error) { return w.readFrom(r) }
+func (w *writerRSC) WriteString(s string) (int, error)   { return w.writeString(s) }
+func (w *writerRSC) CloseNotify() <-chan bool            { return w.closeNotify() }
+
+// writerFRSC has http.Flusher, io.ReaderFrom, io.StringWriter, http.CloseNotifier.
+type writerFRSC struct{ base }
+
+func (w *writerFRSC) Flush()                              { w.flush() }
+func (w *writerFRSC) FlushError() error                   { return w.flushError() }
+func (w *writerFRSC) ReadFrom(r io.Reader) (int64, error) { return w.readFrom(r) }
+func (w *writerFRSC) WriteString(s string) (int, error)   { return w.writeString(s) }
+func (w *writerFRSC) CloseNotify() <-chan bool            { return w.closeNotify() }
+
+// writerHRSC has http.Hijacker, io.ReaderFrom, io.StringWriter, http.CloseNotifier.
+type writerHRSC struct{ base }
+
+func (w *writerHRSC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerHRSC) ReadFrom(r io.Reader) (int64, error)          { return w.readFrom(r) }
+func (w *writerHRSC) WriteString(s string) (int, error)            { return w.writeString(s) }
+func (w *writerHRSC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerFHRSC has http.Flusher, http.Hijacker, io.ReaderFrom, io.StringWriter, http.CloseNotifier.
+type writerFHRSC struct{ base }
+
+func (w *writerFHRSC) Flush()                                       { w.flush() }
+func (w *writerFHRSC) FlushError() error                            { return w.flushError() }
+func (w *writerFHRSC) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+func (w *writerFHRSC) ReadFrom(r io.Reader) (int64, error)          { return w.readFrom(r) }
+func (w *writerFHRSC) WriteString(s string) (int, error)            { return w.writeString(s) }
+func (w *writerFHRSC) CloseNotify() <-chan bool                     { return w.closeNotify() }
+
+// writerPC has http.Pusher, http.CloseNotifier.
+type writerPC struct{ base }
+
+func (w *writerPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFPC has http.Flusher, http.Pusher, http.CloseNotifier.
+type writerFPC struct{ base }
+
+func (w *writerFPC) Flush()                                           { w.flush() }
+func (w *writerFPC) FlushError() error                                { return w.flushError() }
+func (w *writerFPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerHPC has http.Hijacker, http.Pusher, http.CloseNotifier.
+type writerHPC struct{ base }
+
+func (w *writerHPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerHPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerHPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFHPC has http.Flusher, http.Hijacker, http.Pusher, http.CloseNotifier.
+type writerFHPC struct{ base }
+
+func (w *writerFHPC) Flush()                                           { w.flush() }
+func (w *writerFHPC) FlushError() error                                { return w.flushError() }
+func (w *writerFHPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerFHPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFHPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerRPC has io.ReaderFrom, http.Pusher, http.CloseNotifier.
+type writerRPC struct{ base }
+
+func (w *writerRPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerRPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerRPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFRPC has http.Flusher, io.ReaderFrom, http.Pusher, http.CloseNotifier.
+type writerFRPC struct{ base }
+
+func (w *writerFRPC) Flush()                                           { w.flush() }
+func (w *writerFRPC) FlushError() error                                { return w.flushError() }
+func (w *writerFRPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerFRPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFRPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerHRPC has http.Hijacker, io.ReaderFrom, http.Pusher, http.CloseNotifier.
+type writerHRPC struct{ base }
+
+func (w *writerHRPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerHRPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerHRPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerHRPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFHRPC has http.Flusher, http.Hijacker, io.ReaderFrom, http.Pusher, http.CloseNotifier.
+type writerFHRPC struct{ base }
+
+func (w *writerFHRPC) Flush()                                           { w.flush() }
+func (w *writerFHRPC) FlushError() error                                { return w.flushError() }
+func (w *writerFHRPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerFHRPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerFHRPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFHRPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerSPC has io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerSPC struct{ base }
+
+func (w *writerSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFSPC has http.Flusher, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerFSPC struct{ base }
+
+func (w *writerFSPC) Flush()                                           { w.flush() }
+func (w *writerFSPC) FlushError() error                                { return w.flushError() }
+func (w *writerFSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerFSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerHSPC has http.Hijacker, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerHSPC struct{ base }
+
+func (w *writerHSPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerHSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerHSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerHSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFHSPC has http.Flusher, http.Hijacker, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerFHSPC struct{ base }
+
+func (w *writerFHSPC) Flush()                                           { w.flush() }
+func (w *writerFHSPC) FlushError() error                                { return w.flushError() }
+func (w *writerFHSPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerFHSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerFHSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFHSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerRSPC has io.ReaderFrom, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerRSPC struct{ base }
+
+func (w *writerRSPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerRSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerRSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerRSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFRSPC has http.Flusher, io.ReaderFrom, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerFRSPC struct{ base }
+
+func (w *writerFRSPC) Flush()                                           { w.flush() }
+func (w *writerFRSPC) FlushError() error                                { return w.flushError() }
+func (w *writerFRSPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerFRSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerFRSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFRSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerHRSPC has http.Hijacker, io.ReaderFrom, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerHRSPC struct{ base }
+
+func (w *writerHRSPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerHRSPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerHRSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerHRSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerHRSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
+// writerFHRSPC has http.Flusher, http.Hijacker, io.ReaderFrom, io.StringWriter, http.Pusher, http.CloseNotifier.
+type writerFHRSPC struct{ base }
+
+func (w *writerFHRSPC) Flush()                                           { w.flush() }
+func (w *writerFHRSPC) FlushError() error                                { return w.flushError() }
+func (w *writerFHRSPC) Hijack() (net.Conn, *bufio.ReadWriter, error)     { return w.hijack() }
+func (w *writerFHRSPC) ReadFrom(r io.Reader) (int64, error)              { return w.readFrom(r) }
+func (w *writerFHRSPC) WriteString(s string) (int, error)                { return w.writeString(s) }
+func (w *writerFHRSPC) Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }
+func (w *writerFHRSPC) CloseNotify() <-chan bool                         { return w.closeNotify() }
+
 // newWriterOf returns a new writer with the optional interfaces of m, and its base.
 func newWriterOf(m int) (http.ResponseWriter, *base) {
 	switch m {
@@ -331,6 +587,102 @@ func newWriterOf(m int) (http.ResponseWriter, *base) {
 		return w, &w.base
 	case 31:
 		w := new(writerFHRSP)
+		return w, &w.base
+	case 32:
+		w := new(writerC)
+		return w, &w.base
+	case 33:
+		w := new(writerFC)
+		return w, &w.base
+	case 34:
+		w := new(writerHC)
+		return w, &w.base
+	case 35:
+		w := new(writerFHC)
+		return w, &w.base
+	case 36:
+		w := new(writerRC)
+		return w, &w.base
+	case 37:
+		w := new(writerFRC)
+		return w, &w.base
+	case 38:
+		w := new(writerHRC)
+		return w, &w.base
+	case 39:
+		w := new(writerFHRC)
+		return w, &w.base
+	case 40:
+		w := new(writerSC)
+		return w, &w.base
+	case 41:
+		w := new(writerFSC)
+		return w, &w.base
+	case 42:
+		w := new(writerHSC)
+		return w, &w.base
+	case 43:
+		w := new(writerFHSC)
+		return w, &w.base
+	case 44:
+		w := new(writerRSC)
+		return w, &w.base
+	case 45:
+		w := new(writerFRSC)
+		return w, &w.base
+	case 46:
+		w := new(writerHRSC)
+		return w, &w.base
+	case 47:
+		w := new(writerFHRSC)
+		return w, &w.base
+	case 48:
+		w := new(writerPC)
+		return w, &w.base
+	case 49:
+		w := new(writerFPC)
+		return w, &w.base
+	case 50:
+		w := new(writerHPC)
+		return w, &w.base
+	case 51:
+		w := new(writerFHPC)
+		return w, &w.base
+	case 52:
+		w := new(writerRPC)
+		return w, &w.base
+	case 53:
+		w := new(writerFRPC)
+		return w, &w.base
+	case 54:
+		w := new(writerHRPC)
+		return w, &w.base
+	case 55:
+		w := new(writerFHRPC)
+		return w, &w.base
+	case 56:
+		w := new(writerSPC)
+		return w, &w.base
+	case 57:
+		w := new(writerFSPC)
+		return w, &w.base
+	case 58:
+		w := new(writerHSPC)
+		return w, &w.base
+	case 59:
+		w := new(writerFHSPC)
+		return w, &w.base
+	case 60:
+		w := new(writerRSPC)
+		return w, &w.base
+	case 61:
+		w := new(writerFRSPC)
+		return w, &w.base
+	case 62:
+		w := new(writerHRSPC)
+		return w, &w.base
+	case 63:
+		w := new(writerFHRSPC)
 		return w, &w.base
 	}
 	panic("shutdown: no writer type for optional interfaces " + strconv.Itoa(m))

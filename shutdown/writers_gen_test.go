@@ -47,6 +47,7 @@ var optionalMethods = []struct {
 	{"R", "io.ReaderFrom", []string{"ReadFrom(r io.Reader) (int64, error) { return w.readFrom(r) }"}},
 	{"S", "io.StringWriter", []string{"WriteString(s string) (int, error) { return w.writeString(s) }"}},
 	{"P", "http.Pusher", []string{"Push(target string, opts *http.PushOptions) error { return w.push(target, opts) }"}},
+	{"C", "http.CloseNotifier", []string{"CloseNotify() <-chan bool { return w.closeNotify() }"}},
 }
 
 func writerName(m int) string {
