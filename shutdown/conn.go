@@ -71,13 +71,12 @@ func (s *Shutdowner) untrack(c *conn) {
 }
 
 // forceClose closes every tracked connection and counts them in s.forced.
-// It returns once all are closed, which takes about as long as closing one,
-// whatever their peers do.
 func (s *Shutdowner) forceClose() {
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		conns = append(conns, c)
+		// Untracked here, so an owner's Close that runs now only closes.
+		conns = append(conns, c.Conn)
 		delete(s.conns, c)
 		if c.req != nil {
 			s.forgetSignal(c.req)
@@ -87,16 +86,21 @@ func (s *Shutdowner) forceClose() {
 		s.closeIdle()
 	}
 	s.mu.Unlock()
-	// In parallel: closing a connection waits until the goroutines blocked
-	// on it have woken, and one by one that adds up to more than a stop
-	// budget with thousands of connections on two cores.
+	closeAll(conns)
+	s.forced.Add(uint64(len(conns)))
+}
+
+// closeAll closes conns with closeNow, all at once, and returns when all
+// are closed: about as long as closing one takes, whatever their peers do.
+// In parallel, because closing a connection waits until the goroutines
+// blocked on it have woken, and one by one that adds up to more than a stop
+// budget with thousands of connections on two cores.
+func closeAll(conns []net.Conn) {
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		// Untracked above, so an owner's Close that runs now only closes.
-		wg.Go(func() { closeNow(c.Conn) })
+		wg.Go(func() { closeNow(c) })
 	}
 	wg.Wait()
-	s.forced.Add(uint64(len(conns)))
 }
 
 // closeNow closes c without waiting for its peer. The connection at the

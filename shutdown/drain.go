@@ -23,11 +23,14 @@ import (
 // signal still open, closes every tracked hijacked connection (unless
 // [WithForceClose](false)) and returns a [*DrainError] with the counts it saw
 // at that moment. It does not wait for handlers still running after that:
-// net/http owns them.
+// net/http owns them. Either way, with the [Shutdowner.ConnState] hook it
+// then closes the server connections on which no request has begun.
 //
 // Shutdown is safe to call concurrently and repeatedly: every call waits on
 // the same delay and drain, each until its own ctx ends, and after a
-// completed drain Shutdown returns nil at once. It panics if ctx is nil.
+// completed drain Shutdown returns nil at once. The callers share one drain,
+// so the first ctx to end force-closes the connections for all of them. It
+// panics if ctx is nil.
 func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		panic("shutdown: Shutdown called with a nil context")
@@ -35,6 +38,7 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	s.init()
 	s.delay(ctx)
 	s.beginDrain(ctx)
+	defer s.closeUnstarted()
 	select {
 	case <-s.idle:
 		return nil // first, so that an ended ctx does not hide a finished drain
@@ -66,6 +70,17 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 // ShutdownWithServer also calls srv.Close, which closes the connections of
 // handlers that are still running, as [Shutdowner.Shutdown] closes the
 // hijacked ones.
+//
+// Requests that arrive once srv.Shutdown has closed its listeners are
+// refused by the operating system: a client that connects during the drain
+// usually meets a closed port rather than the middleware's 503. Keep serving
+// through a drain delay ([WithDrainDelay]) for the time a load balancer needs
+// to stop sending traffic.
+//
+// Set srv.ConnState to [Shutdowner.ConnState]: connections that have not
+// sent a request, which browsers open ahead of need, are then closed once
+// the drain is over. Without it srv.Shutdown waits five seconds for each,
+// and a drain with nothing left runs to a deadline shorter than that.
 //
 // A nil srv drains the handlers only. The rest of the contract is
 // [Shutdowner.Shutdown]'s.

@@ -13,6 +13,10 @@ import (
 // The handler counts as running from the moment it is called until it
 // returns, or panics (the panic goes on to net/http). A connection it hijacks
 // counts from Hijack until it is closed, even after the handler has returned.
+// The net.Conn that Hijack returns is therefore a wrapper, not the
+// *net.TCPConn or *tls.Conn itself: a type switch on those misses it (some
+// libraries then skip settings such as SetNoDelay), and its NetConn method,
+// as in [crypto/tls.Conn.NetConn], returns the connection underneath.
 // Its response writer has the optional interfaces of the one it wraps among
 // [http.Flusher], [io.ReaderFrom], [io.StringWriter] and [http.Pusher], and
 // an Unwrap method for [http.ResponseController]. It has [http.Hijacker] when

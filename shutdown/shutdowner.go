@@ -2,6 +2,8 @@ package shutdown
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,13 @@ type Shutdowner struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
+
+	// Server connections seen through ConnState (connstate.go), guarded
+	// by serverMu: those that are new or active, and, once a drain is
+	// over, that new ones are to be closed.
+	serverMu    sync.Mutex
+	serverConns map[net.Conn]http.ConnState
+	closeNew    bool
 
 	// With a stagger window only, guarded by mu: the requests that asked
 	// for their own drain signal and have not ended, and, once the drain
@@ -90,10 +99,17 @@ type Stats struct {
 	Rejected uint64 // requests answered 503 because a drain had begun
 	Forced   uint64 // hijacked connections closed by the Shutdowner at a deadline
 	Draining bool   // a drain has begun
+
+	// Open counts the server connections, seen through
+	// [Shutdowner.ConnState], that are neither idle nor hijacked: a
+	// request is being served on them, or none has begun yet (the client
+	// has not sent one, or not all of its header). Zero without the hook.
+	Open int
 }
 
 // Stats returns the current counts. Active and Hijacked are taken together, at
-// one instant; Rejected and Forced are totals since the Shutdowner was made.
+// one instant, and Open just after; Rejected and Forced are totals since the
+// Shutdowner was made.
 func (s *Shutdowner) Stats() Stats {
 	s.mu.Lock()
 	state := s.state.Load()
@@ -105,6 +121,7 @@ func (s *Shutdowner) Stats() Stats {
 		Rejected: s.rejected.Load(),
 		Forced:   s.forced.Load(),
 		Draining: state&drainingBit != 0,
+		Open:     s.openServerConns(),
 	}
 }
 
