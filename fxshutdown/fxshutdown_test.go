@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -451,4 +452,140 @@ func status(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// With many connections ignoring the drain and a short stop timeout, the
+// force-close fits in the drain's share: Stop returns the DrainError before
+// its deadline, the Warn entry is written before Stop returns, and the hook
+// that runs after the module's runs.
+func TestStopForceClosesManyWithinStopTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		n           int
+		stopTimeout time.Duration
+	}{{1000, 50 * time.Millisecond}, {5000, time.Second}} {
+		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
+			connected := make(chan struct{}, tc.n)
+			var laterHookRan atomic.Bool
+			app := newTestApp(t, func(*shutdown.Shutdowner) http.Handler {
+				return wstest.IgnoresDrain(connected, true)
+			}, fx.Module("database", fx.Invoke(func(lc fx.Lifecycle) {
+				lc.Append(fx.StopHook(func() { laterHookRan.Store(true) }))
+			})))
+			clients := make([]<-chan wstest.Goodbye, tc.n)
+			for i := range clients {
+				clients[i] = dial(t, app.addr)
+			}
+			wstest.Receive(t, connected, tc.n)
+
+			ctx, cancel := context.WithTimeout(context.Background(), tc.stopTimeout)
+			defer cancel()
+			err := app.Stop(ctx)
+			stopErr := ctx.Err()
+			warn := app.logs.FilterMessage("drain deadline reached, connections closed").All()
+			var de *shutdown.DrainError
+			if !errors.As(err, &de) || de.Hijacked != tc.n {
+				t.Fatalf("Stop = %v, want a DrainError with %d connections", err, tc.n)
+			}
+			if stopErr != nil {
+				t.Errorf("Stop returned after its deadline")
+			}
+			if !laterHookRan.Load() {
+				t.Error("the hook that runs after the module's did not run")
+			}
+			if len(warn) != 1 || warn[0].ContextMap()["forced"] != uint64(tc.n) {
+				t.Errorf("Warn entries when Stop returned: %v, want one with forced=%d", warn, tc.n)
+			}
+			wstest.WantCodes(t, clients, wstest.Abnormal)
+		})
+	}
+}
+
+// A connection that never sends a request does not hold Stop: it is closed
+// once the drain is over, the stop logs "drained", and the ConnState hook
+// the server came with still sees every change.
+func TestStopClosesConnectionsWithoutRequests(t *testing.T) {
+	states := make(chan http.ConnState, 10)
+	var s *shutdown.Shutdowner
+	core, logs := observer.New(zapcore.InfoLevel)
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(zap.New(core)),
+		fxshutdown.Module,
+		fx.Provide(fxshutdown.AsServer(func(s *shutdown.Shutdowner) *http.Server {
+			return &http.Server{
+				Addr:      "127.0.0.1:0",
+				Handler:   s.Middleware(http.NotFoundHandler()),
+				ConnState: func(_ net.Conn, st http.ConnState) { states <- st },
+			}
+		})),
+		fx.Populate(&s),
+	)
+	app.RequireStart()
+	addr := logs.FilterMessage("serving").All()[0].ContextMap()["addr"].(string)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if st := <-states; st != http.StateNew {
+		t.Fatalf("the server's own ConnState saw %v first, want new", st)
+	}
+	if got := s.Stats().Open; got != 1 {
+		t.Fatalf("Stats().Open = %d, want 1", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := app.Stop(ctx); err != nil {
+		t.Fatalf("Stop = %v, want nil", err)
+	}
+	if st := <-states; st != http.StateClosed {
+		t.Fatalf("the server's own ConnState saw %v next, want closed", st)
+	}
+	if n := len(logs.FilterMessage("drained").All()); n != 1 {
+		t.Fatalf("%d \"drained\" entries, want 1: %v", n, messages(logs.All()))
+	}
+}
+
+// When only the servers are still busy at the deadline, with a handler
+// served outside the middleware, the stop logs a Warn with the counts, the
+// connection among them, not an Error.
+func TestStopDeadlineWithUnwrappedHandlerWarns(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	core, logs := observer.New(zapcore.InfoLevel)
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(zap.New(core)),
+		fxshutdown.Module,
+		fx.Provide(fxshutdown.AsServer(func() *http.Server {
+			return &http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+				close(entered)
+				<-release
+			})}
+		})),
+	)
+	app.RequireStart()
+	addr := logs.FilterMessage("serving").All()[0].ContextMap()["addr"].(string)
+	go func() {
+		if resp, err := http.Get("http://" + addr); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := app.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want the server's deadline", err)
+	}
+	warn := logs.FilterMessage("drain deadline reached, connections closed").All()
+	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
+		t.Fatalf("entries %v, want one Warn at the deadline", messages(logs.All()))
+	}
+	wantCounts(t, warn[0], 0, 0)
+	if got := warn[0].ContextMap()["open"]; got != uint64(1) {
+		t.Errorf("open = %v, want 1", got)
+	}
+	if n := len(logs.FilterLevelExact(zapcore.ErrorLevel).All()); n != 0 {
+		t.Errorf("%d Error entries, want none", n)
+	}
 }

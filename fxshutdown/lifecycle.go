@@ -82,10 +82,26 @@ func (h *hooks) start(ctx context.Context) error {
 	}
 	for i, srv := range h.servers {
 		ln := listeners[i]
+		h.watchConns(srv)
 		h.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", hasCertificates(srv.TLSConfig)))
 		h.serving.Go(func() { h.serve(srv, ln) })
 	}
 	return nil
+}
+
+// watchConns sets srv.ConnState to the Shutdowner's, which closes the
+// connections that have not begun a request once the drain is over, and
+// calls the hook the server already had after it.
+func (h *hooks) watchConns(srv *http.Server) {
+	own := srv.ConnState
+	if own == nil {
+		srv.ConnState = h.s.ConnState
+		return
+	}
+	srv.ConnState = func(c net.Conn, state http.ConnState) {
+		h.s.ConnState(c, state)
+		own(c, state)
+	}
 }
 
 func hasCertificates(c *tls.Config) bool {
@@ -118,15 +134,15 @@ func (h *hooks) serve(srv *http.Server, ln net.Listener) {
 func (h *hooks) stop(ctx context.Context) error {
 	defer h.serving.Wait()
 	begin := time.Now()
+	before := h.s.Stats()
 	drainCtx := ctx
 	budget := zap.Skip()
-	if d, limited := h.config.drainBudget(ctx); limited {
+	if d, limited := h.config.drainBudget(ctx, before.Active+before.Hijacked+before.Open); limited {
 		var cancel context.CancelFunc
 		drainCtx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 		budget = zap.Duration("budget", d)
 	}
-	before := h.s.Stats()
 	if h.config.DrainDelay > 0 {
 		h.log.Info("not ready", append(counts(before), zap.Duration("delay", h.config.DrainDelay), budget)...)
 	} else {
@@ -167,11 +183,17 @@ func (h *hooks) stop(ctx context.Context) error {
 	after := h.s.Stats()
 	elapsed := zap.Duration("duration", time.Since(begin))
 	err := errors.Join(append([]error{drainErr}, srvErrs...)...)
-	var de *shutdown.DrainError
 	switch {
-	case errors.As(err, &de):
+	case err != nil && drainCtx.Err() != nil:
+		// What was left when the deadline came: the DrainError's counts,
+		// or, when the servers alone were still busy (handlers served
+		// outside the middleware), none.
+		var left shutdown.DrainError
+		if de := (*shutdown.DrainError)(nil); errors.As(err, &de) {
+			left = *de
+		}
 		h.log.Warn("drain deadline reached, connections closed",
-			zap.Int("active", de.Active), zap.Int("hijacked", de.Hijacked),
+			zap.Int("active", left.Active), zap.Int("hijacked", left.Hijacked), nonZero("open", uint64(after.Open)),
 			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), elapsed, zap.Error(err))
 	case err != nil:
 		h.log.Error("shutdown failed", append(counts(after), elapsed, zap.Error(err))...)

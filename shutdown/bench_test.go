@@ -211,3 +211,32 @@ func TestMiddlewareAllocations(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkForceClose measures the end game of a drain whose context has
+// ended: N real gorilla websockets whose handlers ignore the drain (the chat
+// shape) are closed by the Shutdowner, until each has been. Run it with
+// -benchtime 1x.
+func BenchmarkForceClose(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				var s shutdown.Shutdowner
+				connected := make(chan struct{}, n)
+				ts := httptest.NewServer(s.Middleware(wstest.IgnoresDrain(connected, true)))
+				clients := connect(b, wstest.Dial, wsURL(ts), connected, n)
+				expired, cancel := context.WithCancel(context.Background())
+				cancel()
+				b.StartTimer()
+				err := s.Shutdown(expired)
+				b.StopTimer()
+				if got := s.Stats().Forced; got != uint64(n) {
+					b.Fatalf("Shutdown = %v; %d of %d forced", err, got, n)
+				}
+				wstest.WantCodes(b, clients, wstest.Abnormal)
+				ts.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}

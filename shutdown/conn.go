@@ -3,7 +3,7 @@ package shutdown
 import (
 	"io"
 	"net"
-	"sync"
+	"time"
 )
 
 // conn is a connection hijacked through the middleware. It counts in the
@@ -90,17 +90,20 @@ func (s *Shutdowner) forceClose() {
 	s.forced.Add(uint64(len(conns)))
 }
 
-// closeAll closes conns with closeNow, all at once, and returns when all
-// are closed: about as long as closing one takes, whatever their peers do.
-// In parallel, because closing a connection waits until the goroutines
-// blocked on it have woken, and one by one that adds up to more than a stop
-// budget with thousands of connections on two cores.
+// closeAll closes conns with closeNow and returns when all are closed,
+// whatever their peers do. Closing a connection waits until the goroutines
+// blocked on it have woken; a deadline in the past first wakes them all at
+// once, without waiting, so that the closes that follow find them running
+// rather than wake them one by one (about a third faster with thousands of
+// connections on two cores, BenchmarkForceClose).
 func closeAll(conns []net.Conn) {
-	var wg sync.WaitGroup
+	past := time.Unix(1, 0)
 	for _, c := range conns {
-		wg.Go(func() { closeNow(c) })
+		_ = c.SetDeadline(past) // the error is Close's to report, and nobody reads it
 	}
-	wg.Wait()
+	for _, c := range conns {
+		closeNow(c)
+	}
 }
 
 // closeNow closes c without waiting for its peer. The connection at the
