@@ -196,7 +196,7 @@ func BenchmarkDrain(b *testing.B) {
 // two per request (the request copy and the writer with its context), with
 // or without a stagger window, so that a change that adds one fails here.
 func TestMiddlewareAllocations(t *testing.T) {
-	if raceEnabled {
+	if wstest.Race {
 		t.Skip("the race detector changes what allocates")
 	}
 	for name, s := range map[string]*shutdown.Shutdowner{

@@ -111,7 +111,7 @@ func BenchmarkConnMemory(b *testing.B) {
 // whether its handler returned (the request, its writer and net/http's
 // response buffer are not kept for the connection) or still runs.
 func TestConnMemory(t *testing.T) {
-	if raceEnabled {
+	if wstest.Race {
 		t.Skip("the race detector changes what allocates")
 	}
 	const n = 500
