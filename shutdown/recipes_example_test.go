@@ -23,7 +23,12 @@ func Example_netHTTP() {
 	var s shutdown.Shutdowner
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", gorillaEcho)
-	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	srv := &http.Server{
+		Addr:              ":8080",
+		Handler:           s.Middleware(mux),
+		ConnState:         s.ConnState,      // closes connections with no request once drained
+		ReadHeaderTimeout: 10 * time.Second, // ends clients that send their headers slowly
+	}
 	go func() {
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			log.Fatal(err)
