@@ -23,10 +23,10 @@ func TestDrainBudget(t *testing.T) {
 		{"fraction out of range", Config{DrainFraction: 1.5}, 0, true, 8 * time.Second, true},
 		{"timeout below the fraction", Config{DrainTimeout: 2 * time.Second}, 0, true, 2 * time.Second, true},
 		{"timeout above the fraction", Config{DrainTimeout: time.Minute}, 0, true, 8 * time.Second, true},
-		{"connections within the rest", Config{}, 20_000, true, 8 * time.Second, true},
-		{"connections beyond the rest", Config{}, 50_000, true, 5 * time.Second, true},
-		{"connections beyond the budget", Config{DrainFraction: 1}, 200_000, true, 0, true},
-		{"connections beyond the timeout", Config{DrainTimeout: 2 * time.Second}, 90_000, true, time.Second, true},
+		{"connections within the rest", Config{}, 8_000, true, 8 * time.Second, true},
+		{"connections beyond the rest", Config{}, 20_000, true, 5 * time.Second, true},
+		{"connections beyond the budget", Config{DrainFraction: 1}, 80_000, true, 0, true},
+		{"connections beyond the timeout", Config{DrainTimeout: 2 * time.Second}, 36_000, true, time.Second, true},
 		{"no deadline", Config{}, 50_000, false, 0, false},
 		{"no deadline, timeout", Config{DrainTimeout: 3 * time.Second}, 50_000, false, 3 * time.Second, true},
 	} {
@@ -52,7 +52,11 @@ func TestNewWithoutFx(t *testing.T) {
 		retryAfter time.Duration
 		want       string
 	}{{0, "5"}, {30 * time.Second, "30"}, {-1, ""}} {
-		s := New(Params{Config: Config{RetryAfter: tc.retryAfter}})
+		r, err := New(Params{Config: Config{RetryAfter: tc.retryAfter}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := r.Shutdowner
 		if err := s.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -9,10 +9,12 @@
 //	)
 //
 // where NewHTTPServer wraps its handler in the Shutdowner's Middleware. The
-// module starts every server given with [AsServer] and, in a single OnStop
-// hook, drains the wrapped handlers and shuts the servers down concurrently,
+// module starts every server given with [AsServer], on its address or on a
+// listener of the application's own ([Server]), and, in a single OnStop hook,
+// drains the wrapped handlers and shuts the servers down concurrently,
 // within a share of Fx's stop timeout ([Config]), logging the remaining
-// connection counts through zap.
+// connection counts through zap or log/slog and recording them as
+// OpenTelemetry metrics ([MeterName]) when the graph has a MeterProvider.
 //
 // The logic is in package shutdown; this package only wires it into Fx.
 package fxshutdown

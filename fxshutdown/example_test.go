@@ -3,7 +3,10 @@ package fxshutdown_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -65,6 +68,40 @@ func Example() {
 		fx.Supply(fxshutdown.Config{DrainFraction: 0.5}), // optional
 	)
 	// In a program: app.Run(), which stops on SIGINT or SIGTERM.
+	if err := app.Start(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("stop:", app.Stop(context.Background()))
+	// Output:
+	// stop: <nil>
+}
+
+// A server on a unix socket of the application's own: its constructor
+// returns a Server with a Listen function, which the module calls at start.
+func ExampleServer() {
+	dir, err := os.MkdirTemp("", "wsshutdown")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "app.sock")
+
+	NewUnixServer := func(s *shutdown.Shutdowner, mux *http.ServeMux) fxshutdown.Server {
+		return fxshutdown.Server{
+			HTTP: &http.Server{Handler: s.Middleware(mux)},
+			Listen: func(ctx context.Context) (net.Listener, error) {
+				var lc net.ListenConfig
+				return lc.Listen(ctx, "unix", path)
+			},
+		}
+	}
+	app := fx.New(
+		fx.NopLogger,
+		fxshutdown.Module,
+		fx.Provide(NewMux, fxshutdown.AsServer(NewUnixServer)),
+	)
 	if err := app.Start(context.Background()); err != nil {
 		fmt.Println(err)
 		return

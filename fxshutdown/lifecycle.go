@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -20,32 +22,52 @@ import (
 type hookParams struct {
 	fx.In
 
-	Shutdowner *shutdown.Shutdowner
-	Lifecycle  fx.Lifecycle
-	Stopper    fx.Shutdowner
-	Logger     *zap.Logger    `optional:"true"`
-	Config     Config         `optional:"true"`
-	Servers    []*http.Server `group:"fxshutdown.servers"` // serversGroup
+	Params
+	Shutdowner    *shutdown.Shutdowner
+	Lifecycle     fx.Lifecycle
+	Stopper       fx.Shutdowner
+	Logger        *zap.Logger          `optional:"true"`
+	Slog          *slog.Logger         `optional:"true"`
+	MeterProvider metric.MeterProvider `optional:"true"`
+	HTTPServers   []*http.Server       `group:"fxshutdown.servers"`  // serversGroup
+	Servers       []Server             `group:"fxshutdown.listened"` // listenedGroup
 }
 
 // register appends the module's hooks: OnStart serves the servers, OnStop
 // drains and shuts them down.
 func register(p hookParams) error {
-	for i, srv := range p.Servers {
-		if srv == nil {
-			return fmt.Errorf("fxshutdown: server %d of %d given with AsServer is nil", i+1, len(p.Servers))
+	config, err := p.config()
+	if err != nil {
+		return err
+	}
+	servers := make([]Server, 0, len(p.HTTPServers)+len(p.Servers))
+	for _, srv := range p.HTTPServers {
+		servers = append(servers, Server{HTTP: srv})
+	}
+	servers = append(servers, p.Servers...)
+	for i, srv := range servers {
+		if srv.HTTP == nil {
+			return fmt.Errorf("fxshutdown: server %d of %d given with AsServer is nil", i+1, len(servers))
 		}
 	}
 	log := p.Logger
+	if log == nil && p.Slog != nil {
+		log = zap.New(&slogCore{h: p.Slog.Handler()})
+	}
 	if log == nil {
 		log = zap.NewNop()
+	}
+	m, err := newMetrics(p.MeterProvider, p.Shutdowner)
+	if err != nil {
+		return fmt.Errorf("fxshutdown: metrics: %w", err)
 	}
 	h := &hooks{
 		s:       p.Shutdowner,
 		stopper: p.Stopper,
 		log:     log.Named("shutdown"),
-		config:  p.Config,
-		servers: p.Servers,
+		metrics: m,
+		config:  config,
+		servers: servers,
 	}
 	p.Lifecycle.Append(fx.Hook{OnStart: h.start, OnStop: h.stop})
 	return nil
@@ -55,38 +77,55 @@ type hooks struct {
 	s       *shutdown.Shutdowner
 	stopper fx.Shutdowner
 	log     *zap.Logger
+	metrics *metrics
 	config  Config
-	servers []*http.Server
+	servers []Server
 	serving sync.WaitGroup // the Serve goroutines
 }
 
-// start listens on every server's address before it returns, so that a busy
-// or bad address fails the application's start, and serves each in a
-// goroutine.
+// start listens on every server's address, or calls its Listen, before it
+// returns, so that a busy or bad address fails the application's start, and
+// serves each in a goroutine.
 func (h *hooks) start(ctx context.Context) error {
-	var lc net.ListenConfig
 	listeners := make([]net.Listener, 0, len(h.servers))
 	for _, srv := range h.servers {
-		addr := srv.Addr
-		if addr == "" {
-			addr = ":http" // as net/http
-		}
-		ln, err := lc.Listen(ctx, "tcp", addr)
+		ln, err := listen(ctx, srv)
 		if err != nil {
 			for _, ln := range listeners {
 				_ = ln.Close() // nothing was served on it
 			}
-			return fmt.Errorf("fxshutdown: listen on %q: %w", addr, err)
+			return err
 		}
 		listeners = append(listeners, ln)
 	}
 	for i, srv := range h.servers {
 		ln := listeners[i]
-		h.watchConns(srv)
-		h.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", hasCertificates(srv.TLSConfig)))
-		h.serving.Go(func() { h.serve(srv, ln) })
+		h.watchConns(srv.HTTP)
+		h.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", hasCertificates(srv.HTTP.TLSConfig)))
+		h.serving.Go(func() { h.serve(srv.HTTP, ln) })
 	}
 	return nil
+}
+
+// listen opens srv's listener: its own, or TCP on its address.
+func listen(ctx context.Context, srv Server) (net.Listener, error) {
+	if srv.Listen != nil {
+		ln, err := srv.Listen(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fxshutdown: a server's Listen: %w", err)
+		}
+		return ln, nil
+	}
+	addr := srv.HTTP.Addr
+	if addr == "" {
+		addr = ":http" // as net/http
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("fxshutdown: listen on %q: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // watchConns sets srv.ConnState to the Shutdowner's, which closes the
@@ -160,7 +199,7 @@ func (h *hooks) stop(ctx context.Context) error {
 			case <-h.s.Draining():
 			case <-drainCtx.Done():
 			}
-			srvErrs[i] = srv.Shutdown(drainCtx)
+			srvErrs[i] = srv.HTTP.Shutdown(drainCtx)
 		})
 	}
 	done, logged := make(chan struct{}), make(chan struct{})
@@ -175,14 +214,16 @@ func (h *hooks) stop(ctx context.Context) error {
 	if drainCtx.Err() != nil {
 		for i, srv := range h.servers {
 			if srvErrs[i] != nil {
-				srvErrs[i] = errors.Join(srvErrs[i], srv.Close())
+				srvErrs[i] = errors.Join(srvErrs[i], srv.HTTP.Close())
 			}
 		}
 	}
 
 	after := h.s.Stats()
-	elapsed := zap.Duration("duration", time.Since(begin))
+	took := time.Since(begin)
+	elapsed := zap.Duration("duration", took)
 	err := errors.Join(append([]error{drainErr}, srvErrs...)...)
+	h.metrics.recordDrain(took, drainCtx.Err() != nil && err != nil)
 	switch {
 	case err != nil && drainCtx.Err() != nil:
 		// What was left when the deadline came: the DrainError's counts,
