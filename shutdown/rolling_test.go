@@ -140,31 +140,17 @@ func rollingRestart(tb testing.TB, n int, opts ...shutdown.Option) rollingResult
 	b.mu.Unlock()
 	a.recorders.Wait()
 	a.mu.Lock()
-	res.signalPeak = peakWithin(a.signals, 100*time.Millisecond) // in order too
+	res.signalPeak = wstest.PeakWithin(a.signals, 100*time.Millisecond) // in order too
 	a.mu.Unlock()
 	if len(arrivals) > 0 {
 		res.reconnected = arrivals[len(arrivals)-1].Sub(start)
 	}
-	res.peak = peakWithin(arrivals, 100*time.Millisecond)
+	res.peak = wstest.PeakWithin(arrivals, 100*time.Millisecond)
 	// Stop the survivor: its clients, the moved ones included, end.
 	if err := b.s.ShutdownWithServer(ctx, b.ts.Config); err != nil {
 		tb.Fatalf("draining the second instance: %v", err)
 	}
 	return res
-}
-
-// peakWithin returns the most times of sorted that lie within any interval
-// of length d. A sliding interval, not fixed buckets: a burst that straddles
-// a bucket's edge still counts whole.
-func peakWithin(sorted []time.Time, d time.Duration) int {
-	peak, lo := 0, 0
-	for hi, at := range sorted {
-		for at.Sub(sorted[lo]) >= d {
-			lo++
-		}
-		peak = max(peak, hi-lo+1)
-	}
-	return peak
 }
 
 // compareRollingRestarts runs a rolling restart without and with a stagger
@@ -239,8 +225,8 @@ func TestPeakWithin(t *testing.T) {
 		{[]int{90, 95, 105, 110, 300}, 4}, // across a bucket's edge
 		{[]int{0, 100, 200}, 1},
 	} {
-		if got := peakWithin(at(tc.ms...), 100*time.Millisecond); got != tc.want {
-			t.Errorf("peakWithin(%v ms) = %d, want %d", tc.ms, got, tc.want)
+		if got := wstest.PeakWithin(at(tc.ms...), 100*time.Millisecond); got != tc.want {
+			t.Errorf("wstest.PeakWithin(%v ms) = %d, want %d", tc.ms, got, tc.want)
 		}
 	}
 }

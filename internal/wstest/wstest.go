@@ -152,3 +152,17 @@ func WantCodes(t testing.TB, clients []<-chan Goodbye, want int) []Goodbye {
 	}
 	return goodbyes
 }
+
+// PeakWithin returns the most times of sorted that lie within any interval
+// of length d. A sliding interval, not fixed buckets: a burst that straddles
+// a bucket's edge still counts whole.
+func PeakWithin(sorted []time.Time, d time.Duration) int {
+	peak, lo := 0, 0
+	for hi, at := range sorted {
+		for at.Sub(sorted[lo]) >= d {
+			lo++
+		}
+		peak = max(peak, hi-lo+1)
+	}
+	return peak
+}
