@@ -227,8 +227,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // A connection whose handler ignores the drain is force-closed within the
-// stop timeout: Stop returns the DrainError promptly, the client sees the
-// connection end, and a Warn entry reports it.
+// stop timeout: Stop returns the DrainError promptly, the client reads the
+// deadline's goodbye as the connection ends, and a Warn entry reports it.
 func TestStopTimeoutForceClosesStuckConnection(t *testing.T) {
 	connected := make(chan struct{}, 1)
 	app := newTestApp(t, func(*shutdown.Shutdowner) http.Handler {
@@ -249,7 +249,7 @@ func TestStopTimeoutForceClosesStuckConnection(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Errorf("Stop returned after its deadline: %v", ctx.Err())
 	}
-	wstest.WantCodes(t, []<-chan wstest.Goodbye{code}, wstest.Abnormal)
+	wstest.WantCodes(t, []<-chan wstest.Goodbye{code}, shutdown.DefaultGoodbyeCode)
 	warn := app.logs.FilterMessage("drain deadline reached, connections closed").All()
 	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
 		t.Fatalf("deadline entries %v, want one Warn", warn)
@@ -455,7 +455,7 @@ func status(t *testing.T, url string) int {
 }
 
 // With many connections ignoring the drain and a short stop timeout, the
-// force-close fits in the stop: Stop returns the DrainError before its
+// deadline's goodbyes and the force-close fit in the stop: Stop returns the DrainError before its
 // deadline, the Warn entry is written before Stop returns, and the hook that
 // runs after the module's runs. The stop timeout, 200 µs a connection, is
 // more than closing them takes on a loaded machine, and less than the 250 µs
@@ -502,10 +502,15 @@ func TestStopForceClosesManyWithinStopTimeout(t *testing.T) {
 			if !laterHookRan.Load() {
 				t.Error("the hook that runs after the module's did not run")
 			}
-			if len(warn) != 1 || warn[0].ContextMap()["forced"] != uint64(tc.n) {
-				t.Errorf("Warn entries when Stop returned: %v, want one with forced=%d", warn, tc.n)
+			// Every connection got the deadline's goodbye; those whose
+			// peers answered at once closed cleanly, the rest were forced.
+			if len(warn) != 1 || warn[0].ContextMap()["goodbyes"] != uint64(tc.n) {
+				t.Fatalf("Warn entries when Stop returned: %v, want one with goodbyes=%d", warn, tc.n)
 			}
-			wstest.WantCodes(t, clients, wstest.Abnormal)
+			if forced, _ := warn[0].ContextMap()["forced"].(uint64); forced == 0 || forced > uint64(tc.n) {
+				t.Errorf("forced = %d, want between 1 and %d", forced, tc.n)
+			}
+			wstest.WantCodes(t, clients, shutdown.DefaultGoodbyeCode) // the deadline's goodbye
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/wsshutdown/wsshutdown/internal/drainsignal"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -196,7 +197,7 @@ func (h *hooks) stop(ctx context.Context) error {
 	for i, srv := range h.servers {
 		wg.Go(func() {
 			select {
-			case <-h.s.Draining():
+			case <-drainsignal.Began(h.s):
 			case <-drainCtx.Done():
 			}
 			srvErrs[i] = srv.HTTP.Shutdown(drainCtx)
@@ -235,7 +236,7 @@ func (h *hooks) stop(ctx context.Context) error {
 		}
 		h.log.Warn("drain deadline reached, connections closed",
 			zap.Int("active", left.Active), zap.Int("hijacked", left.Hijacked), nonZero("open", uint64(after.Open)),
-			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), elapsed, zap.Error(err))
+			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), nonZero("goodbyes", after.Goodbyes), elapsed, zap.Error(err))
 	case err != nil:
 		h.log.Error("shutdown failed", append(counts(after), elapsed, zap.Error(err))...)
 	default:
@@ -253,7 +254,7 @@ func (h *hooks) logDrainStarted(st shutdown.Stats, budget zap.Field) {
 // begins the drain before it returns, so the start is always logged.
 func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
 	if h.config.DrainDelay > 0 {
-		<-h.s.Draining()
+		<-drainsignal.Began(h.s)
 		h.logDrainStarted(h.s.Stats(), budget)
 	}
 	t := time.NewTicker(h.config.logInterval())
@@ -270,7 +271,7 @@ func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
 
 // counts are the fields of every entry about a drain.
 func counts(st shutdown.Stats) []zap.Field {
-	return []zap.Field{zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected)}
+	return []zap.Field{zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected), nonZero("goodbyes", st.Goodbyes)}
 }
 
 func nonZero(key string, n uint64) zap.Field {

@@ -69,7 +69,7 @@ func newMetrics(mp metric.MeterProvider, s *shutdown.Shutdowner) (*metrics, erro
 		o.ObserveInt64(hijacked, int64(st.Hijacked))
 		o.ObserveInt64(rejected, int64(st.Rejected))
 		o.ObserveInt64(forced, int64(st.Forced))
-		o.ObserveInt64(goodbyes, 0) // the Shutdowner sends no goodbyes on the handlers' behalf yet
+		o.ObserveInt64(goodbyes, int64(st.Goodbyes))
 		return nil
 	}, active, hijacked, rejected, forced, goodbyes)
 	if err != nil {

@@ -3,6 +3,7 @@ package fxshutdown
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/fx"
@@ -63,6 +64,17 @@ type Config struct {
 	// begins, as shutdown.WithDrainDelay. It counts against the drain's
 	// share of the stop timeout. Zero drains at once.
 	DrainDelay time.Duration
+
+	// GoodbyeCode is the websocket close code sent on the handlers'
+	// behalf, as shutdown.WithGoodbye: zero means
+	// shutdown.DefaultGoodbyeCode (1001), a negative value sends no
+	// goodbyes on the handlers' behalf. A code that cannot be sent in a
+	// close frame fails New.
+	GoodbyeCode int
+
+	// GoodbyeReason is the reason sent with GoodbyeCode. Empty means
+	// shutdown.DefaultGoodbyeReason; at most 123 bytes of UTF-8.
+	GoodbyeReason string
 }
 
 // Params are the inputs of [New]. Fields may be added; set them by name.
@@ -107,7 +119,35 @@ func New(p Params) (Result, error) {
 	if c.RetryAfter != 0 {
 		opts = append(opts, shutdown.WithRetryAfter(max(c.RetryAfter, 0)))
 	}
+	goodbye, err := c.goodbye()
+	if err != nil {
+		return Result{}, err
+	}
+	opts = append(opts, goodbye)
 	return Result{Shutdowner: shutdown.New(opts...)}, nil
+}
+
+// goodbye returns the WithGoodbye option of GoodbyeCode and GoodbyeReason,
+// or the error that says why they cannot be sent.
+func (c Config) goodbye() (opt shutdown.Option, err error) {
+	code, reason := c.GoodbyeCode, c.GoodbyeReason
+	switch {
+	case code < 0:
+		return shutdown.WithGoodbye(0, ""), nil
+	case code == 0:
+		code = shutdown.DefaultGoodbyeCode
+	}
+	if reason == "" {
+		reason = shutdown.DefaultGoodbyeReason
+	}
+	defer func() {
+		// WithGoodbye panics on what cannot be sent, as a programming
+		// error; a Config is data, and gets an error.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("fxshutdown: Config.GoodbyeCode %d with GoodbyeReason %q: %v", c.GoodbyeCode, c.GoodbyeReason, r)
+		}
+	}()
+	return shutdown.WithGoodbye(code, reason), nil
 }
 
 // endGameCost is the time that closing one connection at the drain's

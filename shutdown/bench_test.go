@@ -213,30 +213,40 @@ func TestMiddlewareAllocations(t *testing.T) {
 }
 
 // BenchmarkForceClose measures the end game of a drain whose context has
-// ended: N real gorilla websockets whose handlers ignore the drain (the chat
-// shape) are closed by the Shutdowner, until each has been. Run it with
-// -benchtime 1x.
+// ended: N real gorilla websockets whose handlers ask for their signal and
+// ignore it (the chat shape) get the deadline's goodbye, which each client
+// reads, and are closed, until each has been ("goodbye"); or, with goodbyes
+// off, are closed without one ("off"). Run it with -benchtime 1x.
 func BenchmarkForceClose(b *testing.B) {
-	for _, n := range []int{1000, 5000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			for range b.N {
-				b.StopTimer()
-				var s shutdown.Shutdowner
-				connected := make(chan struct{}, n)
-				ts := httptest.NewServer(s.Middleware(wstest.IgnoresDrain(connected, true)))
-				clients := connect(b, wstest.Dial, wsURL(ts), connected, n)
-				expired, cancel := context.WithCancel(context.Background())
-				cancel()
-				b.StartTimer()
-				err := s.Shutdown(expired)
-				b.StopTimer()
-				if got := s.Stats().Forced; got != uint64(n) {
-					b.Fatalf("Shutdown = %v; %d of %d forced", err, got, n)
+	for _, mode := range []struct {
+		name string
+		opts []shutdown.Option
+		code int
+	}{
+		{"goodbye", nil, shutdown.DefaultGoodbyeCode},
+		{"off", []shutdown.Option{shutdown.WithGoodbye(0, "")}, wstest.Abnormal},
+	} {
+		for _, n := range []int{1000, 5000} {
+			b.Run(fmt.Sprintf("%s/%d", mode.name, n), func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					s := shutdown.New(mode.opts...)
+					connected := make(chan struct{}, n)
+					ts := httptest.NewServer(s.Middleware(wstest.IgnoresDrain(connected, true)))
+					clients := connect(b, wstest.Dial, wsURL(ts), connected, n)
+					expired, cancel := context.WithCancel(context.Background())
+					cancel()
+					b.StartTimer()
+					err := s.Shutdown(expired)
+					b.StopTimer()
+					if st := s.Stats(); st.Hijacked != 0 || st.Forced == 0 {
+						b.Fatalf("Shutdown = %v; %+v: want every connection closed, some forced", err, st)
+					}
+					wstest.WantCodes(b, clients, mode.code)
+					ts.Close()
+					b.StartTimer()
 				}
-				wstest.WantCodes(b, clients, wstest.Abnormal)
-				ts.Close()
-				b.StartTimer()
-			}
-		})
+			})
+		}
 	}
 }

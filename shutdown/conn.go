@@ -23,16 +23,25 @@ import (
 // live as long as the connection.
 type conn struct {
 	net.Conn
-	s   *Shutdowner
-	req *requestContext // guarded by s.mu
+	s     *Shutdowner
+	req   *requestContext // guarded by s.mu
+	timer *time.Timer     // a goodbye scheduled on the handler's behalf; guarded by s.mu
+	ws    wsConn          // a websocket's frame stream (goodbye.go)
 }
 
 // track starts counting c, hijacked by req, in the drain and returns it
-// wrapped.
-func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
+// wrapped. ws is set for a request that asked to upgrade to websocket, and
+// switched once its 101 response has been written through the response
+// writer, not onto c.
+func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *conn {
 	tc := &conn{Conn: c, s: s}
+	tc.ws.on = ws
+	if switched {
+		tc.ws.f.phase = phaseFrames
+	}
 	s.mu.Lock()
 	req.conn = tc
+	tc.ws.asked = req.asked.Load()
 	if req.sig != nil {
 		tc.req = req
 	}
@@ -43,6 +52,9 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext) net.Conn {
 	// The hijacking handler is still counted, so this never moves the
 	// count away from zero during a drain.
 	s.state.Add(1)
+	if s.isDraining() && s.onBehalf(tc) {
+		s.lateGoodbye(tc)
+	}
 	s.mu.Unlock()
 	return tc
 }
@@ -62,6 +74,9 @@ func (s *Shutdowner) untrack(c *conn) {
 		return
 	}
 	delete(s.conns, c)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	if c.req != nil {
 		s.forgetSignal(c.req)
 	}
@@ -113,23 +128,25 @@ func closeAll(conns []net.Conn) {
 // fails at once, so that wrappers in between (a listener's, say) still see
 // their Close.
 func closeNow(c net.Conn) {
-	bottom := c
-	for {
-		u, ok := bottom.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		bottom = u.NetConn()
-	}
+	b := bottom(c)
 	// What the peer sees is what counts; the errors tell nothing.
-	_ = bottom.Close()
-	if bottom != c {
+	_ = b.Close()
+	if b != c {
 		_ = c.Close()
 	}
 }
 
-// Close closes the connection and stops counting it in the drain.
+// Close closes the connection and stops counting it in the drain. After a
+// goodbye on the handler's behalf the close lingers (goodbye.go): Close
+// returns at once, and the connection counts until the peer has closed its
+// side or the linger has timed out.
 func (c *conn) Close() error {
+	if linger, again := c.lingerOnClose(); linger {
+		if !again {
+			go c.linger()
+		}
+		return nil
+	}
 	c.s.untrack(c)
 	return c.Conn.Close()
 }
@@ -140,8 +157,12 @@ func (c *conn) Close() error {
 // returned by Hijack instead.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
-// ReadFrom uses the underlying connection's ReadFrom where it has one.
+// ReadFrom uses the underlying connection's ReadFrom where it has one, but
+// on a websocket, whose bytes Write follows.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.ws.on {
+		return io.Copy(writerOnly{c}, r)
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}

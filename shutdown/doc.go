@@ -10,5 +10,6 @@
 // goodbye; [Shutdowner.Shutdown] and [Shutdowner.ShutdownWithServer] wait for
 // them, answer late requests with 503, and close what is left at the deadline.
 //
-// The package imports the standard library only.
+// The package imports the standard library only (and a one-line internal
+// package of this module's, which itself imports nothing).
 package shutdown

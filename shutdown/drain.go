@@ -55,6 +55,7 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 		return nil // the drain finished as ctx ended
 	}
 	if !s.keepOpen {
+		s.deadlineGoodbyes()
 		s.forceClose()
 	}
 	return &DrainError{Active: st.Active, Hijacked: st.Hijacked, Err: ctx.Err()}
@@ -94,7 +95,7 @@ func (s *Shutdowner) ShutdownWithServer(ctx context.Context, srv *http.Server) e
 	srvErr := make(chan error, 1)
 	go func() {
 		select {
-		case <-s.Draining():
+		case <-s.drainBegan():
 		case <-ctx.Done():
 		}
 		srvErr <- srv.Shutdown(ctx)

@@ -50,7 +50,7 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 		// One allocation holds both the writer and the context, and
 		// WithContext makes the other: the two the request costs.
 		rw, b := newWriter(w)
-		b.ctx.Context, b.ctx.s = r.Context(), s
+		b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
 		defer func() {
 			s.handlerReturned(&b.ctx)
 			s.exit()

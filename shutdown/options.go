@@ -57,3 +57,30 @@ func WithStagger(window time.Duration) Option {
 func WithDrainDelay(d time.Duration) Option {
 	return optionFunc(func(s *Shutdowner) { s.drainDelay = max(d, 0) })
 }
+
+// WithGoodbye sets the websocket close code and reason that the Shutdowner
+// sends on a handler's behalf. The default is [DefaultGoodbyeCode] (1001,
+// Going Away) with [DefaultGoodbyeReason].
+//
+// A handler that never asks for its drain signal ([Draining] for its
+// request; calling [Shutdowner.Draining] counts as asking for all of them)
+// gets a goodbye when the signal fires: on a websocket, the close frame,
+// written at the next frame boundary, never inside a frame; the Shutdowner
+// then waits for the peer's close and closes the connection. At a deadline,
+// every websocket that has had no close frame gets one before it is closed,
+// whether or not its handler asked. A handler that sends its own close frame
+// keeps it. Once the goodbye is sent, the handler's writes return
+// [ErrGoodbyeSent].
+//
+// Code 0 turns goodbyes on the handlers' behalf off: a handler that ignores
+// the drain has its connection closed at the deadline without a close
+// frame. WithGoodbye panics on a code that RFC 6455 does not allow in a close frame
+// (1004 to 1006, 1015, below 1000, 1016 to 2999, 5000 and above) and on a
+// reason longer than 123 bytes or not UTF-8.
+func WithGoodbye(code int, reason string) Option {
+	if code == 0 {
+		return optionFunc(func(s *Shutdowner) { s.goodbyeOff, s.goodbye = true, nil })
+	}
+	frame := closeFrame(code, reason)
+	return optionFunc(func(s *Shutdowner) { s.goodbyeOff, s.goodbye = false, frame })
+}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsshutdown/wsshutdown/internal/drainsignal"
 )
 
 // A Shutdowner drains the handlers wrapped by its [Shutdowner.Middleware] and
@@ -25,6 +27,8 @@ type Shutdowner struct {
 	retryAfter time.Duration // 0: DefaultRetryAfter; < 0: no header
 	stagger    time.Duration // WithStagger
 	drainDelay time.Duration // WithDrainDelay
+	goodbye    []byte        // WithGoodbye's close frame; nil: defaultGoodbye
+	goodbyeOff bool          // WithGoodbye(0, ...)
 
 	// state holds drainingBit and the number of running handlers plus
 	// tracked connections: one word, so that a request is either counted
@@ -35,6 +39,11 @@ type Shutdowner struct {
 
 	rejected atomic.Uint64
 	forced   atomic.Uint64
+	goodbyes atomic.Uint64
+
+	// hubAsked is set once application code has called Draining: it
+	// paces its goodbyes itself, and gets none on its behalf.
+	hubAsked atomic.Bool
 
 	initOnce sync.Once
 	notReady chan struct{} // closed when Shutdown is first called
@@ -86,7 +95,22 @@ func (s *Shutdowner) init() {
 // Code that owns many connections (a hub) selects on it to say goodbye to all
 // of them; a single handler uses the request's signal, [Draining](ctx).
 // Every call returns the same channel.
+//
+// Calling Draining tells the Shutdowner that the application says its own
+// goodbyes: from then on it sends none on the handlers' behalf when their
+// signals fire (see [WithGoodbye]), only at a deadline.
 func (s *Shutdowner) Draining() <-chan struct{} {
+	s.hubAsked.Store(true)
+	return s.drainBegan()
+}
+
+func init() {
+	drainsignal.Began = func(s any) <-chan struct{} { return s.(*Shutdowner).drainBegan() }
+}
+
+// drainBegan is Draining for this module's own waits, which do not stop
+// the goodbyes on the handlers' behalf.
+func (s *Shutdowner) drainBegan() <-chan struct{} {
 	s.init()
 	return s.draining
 }
@@ -98,6 +122,7 @@ type Stats struct {
 	Hijacked int    // connections hijacked through the middleware and not yet closed, whether or not their handler returned
 	Rejected uint64 // requests answered 503 because a drain had begun
 	Forced   uint64 // hijacked connections closed by the Shutdowner at a deadline
+	Goodbyes uint64 // goodbyes sent on the handlers' behalf: websocket close frames and ended event streams
 	Draining bool   // a drain has begun
 
 	// Open counts the server connections, seen through
@@ -108,8 +133,8 @@ type Stats struct {
 }
 
 // Stats returns the current counts. Active and Hijacked are taken together, at
-// one instant, and Open just after; Rejected and Forced are totals since the
-// Shutdowner was made.
+// one instant, and Open just after; Rejected, Forced and Goodbyes are totals
+// since the Shutdowner was made.
 func (s *Shutdowner) Stats() Stats {
 	s.mu.Lock()
 	state := s.state.Load()
@@ -120,6 +145,7 @@ func (s *Shutdowner) Stats() Stats {
 		Hijacked: hijacked,
 		Rejected: s.rejected.Load(),
 		Forced:   s.forced.Load(),
+		Goodbyes: s.goodbyes.Load(),
 		Draining: state&drainingBit != 0,
 		Open:     s.openServerConns(),
 	}
@@ -145,6 +171,11 @@ func (s *Shutdowner) exit() {
 		s.closeIdle()
 		s.mu.Unlock()
 	}
+}
+
+// isDraining reports whether the drain has begun.
+func (s *Shutdowner) isDraining() bool {
+	return s.state.Load()&drainingBit != 0
 }
 
 // countOut takes n handlers or tracked connections out of the count and

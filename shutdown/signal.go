@@ -22,6 +22,11 @@ import (
 func (c *requestContext) signal() <-chan struct{} {
 	s := c.s
 	if s.stagger <= 0 {
+		if !c.asked.Load() {
+			s.mu.Lock()
+			c.markAsked()
+			s.mu.Unlock()
+		}
 		return s.draining
 	}
 	s.mu.Lock()
@@ -31,7 +36,7 @@ func (c *requestContext) signal() <-chan struct{} {
 	}
 	// Stored before ended reads returned, as handlerReturned stores
 	// returned before it reads asked: one of the two sees the other.
-	c.asked.Store(true)
+	c.markAsked()
 	if c.ended() {
 		return s.draining
 	}
@@ -57,6 +62,16 @@ func (c *requestContext) signal() <-chan struct{} {
 	return c.sig
 }
 
+// markAsked records that application code asked for c's signal: its
+// connection gets no goodbye on its behalf when the signal fires. s.mu must
+// be held.
+func (c *requestContext) markAsked() {
+	c.asked.Store(true)
+	if c.conn != nil {
+		c.conn.ws.asked = true
+	}
+}
+
 // ended reports whether the request has ended: its handler has returned
 // without hijacking, or the connection it hijacked is closed. s.mu must be
 // held.
@@ -67,10 +82,21 @@ func (c *requestContext) ended() bool {
 	return c.returned.Load()
 }
 
-// staggerSignals schedules the registered signals over the stagger window,
-// which ends by half of the time left on ctx, if sooner. s.mu must be held.
+// staggerSignals schedules the registered signals, and the goodbyes said
+// on the handlers' behalf, over the stagger window, which ends by half of
+// the time left on ctx, if sooner; without a window the goodbyes are said
+// now. s.mu must be held.
 func (s *Shutdowner) staggerSignals(ctx context.Context) {
+	var behalf []*conn
+	for c := range s.conns {
+		if s.onBehalf(c) {
+			behalf = append(behalf, c)
+		}
+	}
 	if s.stagger <= 0 {
+		for _, c := range behalf {
+			s.scheduleGoodbye(c, 0)
+		}
 		return
 	}
 	window := s.stagger
@@ -78,13 +104,19 @@ func (s *Shutdowner) staggerSignals(ctx context.Context) {
 		window = max(min(window, time.Until(deadline)/2), 0)
 	}
 	s.staggerEnd = time.Now().Add(window)
-	order := make([]*requestContext, 0, len(s.signals))
+	signals := make([]*requestContext, 0, len(s.signals))
 	for c := range s.signals {
-		order = append(order, c)
+		signals = append(signals, c)
 	}
-	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	for i, c := range order {
-		s.fireAfter(c, window*time.Duration(i)/time.Duration(len(order)))
+	// One random order for both, evenly spread.
+	n := len(signals) + len(behalf)
+	for i, k := range rand.Perm(n) {
+		at := window * time.Duration(i) / time.Duration(n)
+		if k < len(signals) {
+			s.fireAfter(signals[k], at)
+		} else {
+			s.scheduleGoodbye(behalf[k-len(signals)], at)
+		}
 	}
 }
 
@@ -115,14 +147,21 @@ func (s *Shutdowner) fire(c *requestContext) {
 	}
 }
 
-// fireAll closes every registered signal now and ends the window: the end
-// game of a drain whose context has ended.
+// fireAll closes every registered signal now, ends the window, and stops
+// the goodbyes still scheduled (deadlineGoodbyes says them): the end game of
+// a drain whose context has ended.
 func (s *Shutdowner) fireAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staggerEnd = time.Now()
 	for c := range s.signals {
 		s.fire(c)
+	}
+	for c := range s.conns {
+		if c.timer != nil {
+			c.timer.Stop()
+			c.timer = nil
+		}
 	}
 }
 
@@ -131,7 +170,7 @@ func (s *Shutdowner) fireAll() {
 // forgets it, when the connection is closed.
 func (s *Shutdowner) handlerReturned(c *requestContext) {
 	c.returned.Store(true)
-	if !c.asked.Load() {
+	if s.stagger <= 0 || !c.asked.Load() {
 		return // no signal of its own: the common case, and lock-free
 	}
 	s.mu.Lock()

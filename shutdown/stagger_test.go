@@ -248,7 +248,7 @@ func TestDrainDelayServesUntilContextEnds(t *testing.T) {
 }
 
 // A context that ends during the delay skips to the end game: the
-// connections still open are force-closed and reported.
+// connections still open get the goodbye, are force-closed and reported.
 func TestDrainDelayContextEndForceCloses(t *testing.T) {
 	s := shutdown.New(shutdown.WithDrainDelay(time.Hour))
 	connected := make(chan struct{}, 1)
@@ -260,8 +260,8 @@ func TestDrainDelayContextEndForceCloses(t *testing.T) {
 	if !errors.As(err, &de) || de.Hijacked != 1 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("ShutdownWithServer = %v, want a DrainError with the connection", err)
 	}
-	if g := wstest.Receive(t, client, 1)[0]; g.Code != wstest.Abnormal {
-		t.Fatalf("client saw %d, want the connection closed", g.Code)
+	if g := wstest.Receive(t, client, 1)[0]; g.Code != shutdown.DefaultGoodbyeCode {
+		t.Fatalf("client saw %d, want the deadline's goodbye, %d", g.Code, shutdown.DefaultGoodbyeCode)
 	}
 	if got := s.Stats().Forced; got != 1 {
 		t.Fatalf("Stats().Forced = %d, want 1", got)

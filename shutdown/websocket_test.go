@@ -170,16 +170,17 @@ func TestWebSocketChatShape(t *testing.T) {
 	wantStats(t, &s, shutdown.Stats{Draining: true})
 }
 
-// Handlers that ignore the drain are closed at the deadline and reported;
-// their clients see an wstest.Abnormal closure.
+// With goodbyes on the handlers' behalf off, handlers that ignore the drain
+// are closed at the deadline and reported; their clients see an abnormal
+// closure (1006), as before there were goodbyes.
 func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 	const n = 5
 	for _, returns := range []bool{false, true} {
 		name := map[bool]string{false: "handler-blocks", true: "handler-returned"}[returns]
 		t.Run(name, func(t *testing.T) {
-			var s shutdown.Shutdowner
+			s := shutdown.New(shutdown.WithGoodbye(0, ""))
 			connected := make(chan struct{}, n)
-			ts, returned := serve(t, &s, wstest.IgnoresDrain(connected, returns))
+			ts, returned := serve(t, s, wstest.IgnoresDrain(connected, returns))
 			codes := connect(t, wstest.Dial, wsURL(ts), connected, n)
 			active := n
 			if returns {
@@ -199,15 +200,15 @@ func TestWebSocketIgnoringDrainIsForceClosed(t *testing.T) {
 			if !returns {
 				wstest.Receive(t, returned, n) // the closed connections end the handlers
 			}
-			wantStats(t, &s, shutdown.Stats{Forced: n, Draining: true})
+			wantStats(t, s, shutdown.Stats{Forced: n, Draining: true})
 		})
 	}
 }
 
-// With force-close off, a drain that runs out of time leaves the
-// connections open and counted, for their owners to close.
+// With force-close and goodbyes off, a drain that runs out of time leaves
+// the connections open and counted, for their owners to close.
 func TestWithForceCloseFalseKeepsConnections(t *testing.T) {
-	s := shutdown.New(shutdown.WithForceClose(false))
+	s := shutdown.New(shutdown.WithForceClose(false), shutdown.WithGoodbye(0, ""))
 	connected := make(chan struct{}, 1)
 	serverClosed := make(chan struct{})
 	ts, _ := serve(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -78,13 +78,20 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 // methods of http.ResponseWriter, Unwrap, and the request's context, kept
 // here so that one allocation holds both.
 type base struct {
-	rw  http.ResponseWriter
-	ctx requestContext // a named field: its methods are not the writer's
+	rw       http.ResponseWriter
+	header   http.Header    // the request's, read if it hijacks
+	switched bool           // 101 Switching Protocols written through rw
+	ctx      requestContext // a named field: its methods are not the writer's
 }
 
-func (b *base) Header() http.Header                 { return b.rw.Header() }
-func (b *base) Write(p []byte) (int, error)         { return b.rw.Write(p) }
-func (b *base) WriteHeader(statusCode int)          { b.rw.WriteHeader(statusCode) }
+func (b *base) Header() http.Header         { return b.rw.Header() }
+func (b *base) Write(p []byte) (int, error) { return b.rw.Write(p) }
+func (b *base) WriteHeader(statusCode int) {
+	if statusCode == http.StatusSwitchingProtocols {
+		b.switched = true
+	}
+	b.rw.WriteHeader(statusCode)
+}
 func (b *base) Unwrap() http.ResponseWriter         { return b.rw }
 func (b *base) readFrom(r io.Reader) (int64, error) { return b.rw.(io.ReaderFrom).ReadFrom(r) }
 func (b *base) writeString(s string) (int, error)   { return b.rw.(io.StringWriter).WriteString(s) }
@@ -111,11 +118,21 @@ func (b *base) flushError() error {
 }
 
 // hijack hijacks the connection, through whichever writer canHijack found,
-// and tracks it until it is closed.
+// and tracks it until it is closed. The buffered writer it returns writes
+// to the tracked connection, so that a websocket library that writes its
+// frames there (coder/websocket, x/net/websocket, gobwas/ws) is followed.
 func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(b.rw).Hijack()
 	if err != nil {
 		return c, brw, err
 	}
-	return b.ctx.s.track(c, &b.ctx), brw, nil
+	tc := b.ctx.s.track(c, &b.ctx, isWebSocket(b.header), b.switched)
+	if brw != nil && brw.Writer != nil {
+		// net/http's is empty; another's may not be. Reset keeps the
+		// buffer: no allocation.
+		if brw.Writer.Flush() == nil {
+			brw.Writer.Reset(tc)
+		}
+	}
+	return tc, brw, nil
 }

@@ -63,12 +63,15 @@ func Server(connected chan<- struct{}) http.Handler {
 	})
 }
 
-// IgnoresDrain returns a gorilla handler that ignores the drain: it reads
-// until its connection ends, and closes it. connected receives once each
-// connection is up. With handOff the handler hands the connection to a
-// goroutine and returns at once (the chat shape); otherwise it reads itself.
+// IgnoresDrain returns a gorilla handler that asks for its drain signal and
+// ignores it: it reads until its connection ends, and closes it. Having
+// asked, it gets no goodbye on its behalf before the deadline. connected
+// receives once each connection is up. With handOff the handler hands the
+// connection to a goroutine and returns at once (the chat shape); otherwise
+// it reads itself.
 func IgnoresDrain(connected chan<- struct{}, handOff bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = shutdown.Draining(r.Context()) // asked, and ignored
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			return // the client's dial fails
