@@ -113,11 +113,14 @@ func (c *conn) Write(p []byte) (int, error) {
 		w.f.follow(p[:n])
 		return n, err
 	}
-	k := w.f.toBoundary(p)
-	n, err := c.Conn.Write(p[:k])
-	w.f.follow(p[:n])
-	if err != nil || !w.f.atBoundary() {
-		return n, err
+	var n int
+	if k := w.f.toBoundary(p); k > 0 {
+		var err error
+		n, err = c.Conn.Write(p[:k])
+		w.f.follow(p[:n])
+		if err != nil || !w.f.atBoundary() {
+			return n, err
+		}
 	}
 	c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
 	if n < len(p) {
@@ -175,26 +178,36 @@ func (s *Shutdowner) onBehalf(c *conn) bool {
 	return c.ws.on && !c.ws.asked && !s.hubAsked.Load() && !s.goodbyeOff
 }
 
-// scheduleGoodbye schedules c's goodbye at d from now, or says it at once
-// (in a goroutine of its own: the peer may not be reading) if d <= 0.
-// s.mu must be held.
-func (s *Shutdowner) scheduleGoodbye(c *conn, d time.Duration) {
-	if d <= 0 {
-		go c.goodbye()
-		return
-	}
-	c.timer = time.AfterFunc(d, c.goodbye)
+// A goodbyer is what the Shutdowner says goodbye to on a handler's behalf:
+// a websocket (*conn) or an event stream (*requestContext).
+type goodbyer interface {
+	goodbye()
+	setTimer(*time.Timer) // s.mu held
 }
 
-// lateGoodbye schedules the goodbye of c, hijacked once the drain had
-// begun: at a random moment in what is left of the stagger window, as a
-// late signal. s.mu must be held.
-func (s *Shutdowner) lateGoodbye(c *conn) {
+func (c *conn) setTimer(t *time.Timer)           { c.timer = t }
+func (c *requestContext) setTimer(t *time.Timer) { c.timer = t }
+
+// scheduleGoodbye schedules g's goodbye at d from now, or says it at once
+// (in a goroutine of its own: the peer may not be reading) if d <= 0.
+// s.mu must be held.
+func (s *Shutdowner) scheduleGoodbye(g goodbyer, d time.Duration) {
+	if d <= 0 {
+		go g.goodbye()
+		return
+	}
+	g.setTimer(time.AfterFunc(d, g.goodbye))
+}
+
+// lateGoodbye schedules the goodbye of g, which began once the drain had:
+// at a random moment in what is left of the stagger window, as a late
+// signal. s.mu must be held.
+func (s *Shutdowner) lateGoodbye(g goodbyer) {
 	left := time.Until(s.staggerEnd)
 	if left > 0 {
 		left = rand.N(left)
 	}
-	s.scheduleGoodbye(c, left)
+	s.scheduleGoodbye(g, left)
 }
 
 // deadlineGoodbyes sends a close frame, at a frame boundary, to every

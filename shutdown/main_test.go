@@ -7,5 +7,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The hub of gorilla's chat example runs for good, as in the example.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/wsshutdown/wsshutdown/shutdown_test.(*chatHub).run"))
 }

@@ -90,6 +90,13 @@ type requestContext struct {
 	timer    *time.Timer
 	asked    atomic.Bool
 	returned atomic.Bool
+
+	// The response's event stream, once its header says it is one
+	// (sse.go), and, guarded by s.mu, what to tell code waiting on
+	// CloseNotify when the stream is ended on the handler's behalf. The
+	// stream's goodbye is scheduled with timer.
+	stream atomic.Pointer[eventStream]
+	notify func()
 }
 
 type requestContextKey struct{}

@@ -65,6 +65,10 @@ type Shutdowner struct {
 	// has begun, when the window ends.
 	signals    map[*requestContext]struct{}
 	staggerEnd time.Time
+
+	// The requests whose responses are event streams, until their
+	// handlers return (sse.go); guarded by mu.
+	streams map[*requestContext]struct{}
 }
 
 // drainingBit is set in Shutdowner.state once the drain has begun; the bits

@@ -87,9 +87,14 @@ func (c *requestContext) ended() bool {
 // the time left on ctx, if sooner; without a window the goodbyes are said
 // now. s.mu must be held.
 func (s *Shutdowner) staggerSignals(ctx context.Context) {
-	var behalf []*conn
+	var behalf []goodbyer
 	for c := range s.conns {
 		if s.onBehalf(c) {
+			behalf = append(behalf, c)
+		}
+	}
+	for c := range s.streams {
+		if s.streamOnBehalf(c) {
 			behalf = append(behalf, c)
 		}
 	}
@@ -148,8 +153,8 @@ func (s *Shutdowner) fire(c *requestContext) {
 }
 
 // fireAll closes every registered signal now, ends the window, and stops
-// the goodbyes still scheduled (deadlineGoodbyes says them): the end game of
-// a drain whose context has ended.
+// the goodbyes still scheduled (deadlineGoodbyes says the websockets'): the
+// end game of a drain whose context has ended.
 func (s *Shutdowner) fireAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -163,12 +168,21 @@ func (s *Shutdowner) fireAll() {
 			c.timer = nil
 		}
 	}
+	for c := range s.streams {
+		if c.timer != nil {
+			c.timer.Stop()
+			c.timer = nil
+		}
+	}
 }
 
 // handlerReturned ends c, and forgets its signal, when its handler has
 // returned, unless the request hijacked its connection: then untrack
 // forgets it, when the connection is closed.
 func (s *Shutdowner) handlerReturned(c *requestContext) {
+	if st := c.stream.Load(); st != nil {
+		s.closeStream(c, st)
+	}
 	c.returned.Store(true)
 	if s.stagger <= 0 || !c.asked.Load() {
 		return // no signal of its own: the common case, and lock-free

@@ -66,8 +66,9 @@ func coderClient(t testing.TB, url string) <-chan wstest.Goodbye {
 		for {
 			if _, _, err := c.Read(context.Background()); err != nil {
 				g := wstest.Goodbye{Code: wstest.Abnormal, At: time.Now()}
-				if s := coder.CloseStatus(err); s != -1 {
-					g.Code = int(s)
+				var ce coder.CloseError
+				if errors.As(err, &ce) {
+					g.Code, g.Text = int(ce.Code), ce.Reason
 				}
 				ended <- g
 				return

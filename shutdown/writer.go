@@ -2,6 +2,7 @@ package shutdown
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -81,40 +82,106 @@ type base struct {
 	rw       http.ResponseWriter
 	header   http.Header    // the request's, read if it hijacks
 	switched bool           // 101 Switching Protocols written through rw
+	sniffed  bool           // the response's Content-Type has been looked at (sse.go)
 	ctx      requestContext // a named field: its methods are not the writer's
 }
 
 func (b *base) Header() http.Header         { return b.rw.Header() }
-func (b *base) Write(p []byte) (int, error) { return b.rw.Write(p) }
+func (b *base) Unwrap() http.ResponseWriter { return b.rw }
+
 func (b *base) WriteHeader(statusCode int) {
 	if statusCode == http.StatusSwitchingProtocols {
 		b.switched = true
+	} else if statusCode >= 200 && !b.sniffed {
+		b.sniff()
 	}
 	b.rw.WriteHeader(statusCode)
 }
-func (b *base) Unwrap() http.ResponseWriter         { return b.rw }
-func (b *base) readFrom(r io.Reader) (int64, error) { return b.rw.(io.ReaderFrom).ReadFrom(r) }
-func (b *base) writeString(s string) (int, error)   { return b.rw.(io.StringWriter).WriteString(s) }
+
+func (b *base) Write(p []byte) (int, error) {
+	if !b.sniffed {
+		b.sniff()
+	}
+	if st := b.ctx.stream.Load(); st != nil {
+		return st.write(&b.ctx, p)
+	}
+	return b.rw.Write(p)
+}
+
+func (b *base) readFrom(r io.Reader) (int64, error) {
+	if !b.sniffed {
+		b.sniff()
+	}
+	if b.ctx.stream.Load() != nil {
+		return io.Copy(writerOnly{b}, r) // through Write, which follows the events
+	}
+	return b.rw.(io.ReaderFrom).ReadFrom(r)
+}
+
+func (b *base) writeString(s string) (int, error) {
+	if !b.sniffed {
+		b.sniff()
+	}
+	if st := b.ctx.stream.Load(); st != nil {
+		return st.write(&b.ctx, []byte(s))
+	}
+	return b.rw.(io.StringWriter).WriteString(s)
+}
 
 func (b *base) push(target string, opts *http.PushOptions) error {
 	return b.rw.(http.Pusher).Push(target, opts)
 }
 
-func (b *base) flush() { b.rw.(http.Flusher).Flush() }
-
-func (b *base) closeNotify() <-chan bool {
-	return b.rw.(http.CloseNotifier).CloseNotify() //nolint:staticcheck // kept for the code that still calls it
-}
+func (b *base) flush() { _ = b.flushVia(false) }
 
 // flushError is FlushError for every writer that has Flush, so that
 // http.ResponseController.Flush, which prefers FlushError, still sees the
 // error of a wrapped writer that has one.
-func (b *base) flushError() error {
-	if f, ok := b.rw.(interface{ FlushError() error }); ok {
+func (b *base) flushError() error { return b.flushVia(true) }
+
+// flushVia flushes the response, through the wrapped writer's FlushError
+// if withError is set and it has one, else through its Flush.
+func (b *base) flushVia(withError bool) error {
+	if !b.sniffed {
+		b.sniff() // a flush writes the header
+	}
+	if st := b.ctx.stream.Load(); st != nil {
+		return st.flush(b, withError)
+	}
+	return b.flushInner(withError)
+}
+
+func (b *base) flushInner(withError bool) error {
+	if f, ok := b.rw.(interface{ FlushError() error }); ok && withError {
 		return f.FlushError()
 	}
 	b.rw.(http.Flusher).Flush()
 	return nil
+}
+
+// closeNotify returns a channel that receives true when the client has
+// gone away, which the request's context tells as net/http's CloseNotify
+// would, or when the Shutdowner has ended the request's event stream on its
+// behalf: gin's c.Stream loops until it does. It does not call the wrapped
+// writer's CloseNotify, and allocates only when called.
+func (b *base) closeNotify() <-chan bool {
+	ch := make(chan bool, 1)
+	send := func() {
+		select {
+		case ch <- true:
+		default:
+		}
+	}
+	context.AfterFunc(b.ctx.Context, send)
+	s := b.ctx.s
+	s.mu.Lock()
+	if prev := b.ctx.notify; prev != nil {
+		b.ctx.notify = func() { prev(); send() }
+	} else {
+		b.ctx.notify = send
+	}
+	s.mu.Unlock()
+	return ch
 }
 
 // hijack hijacks the connection, through whichever writer canHijack found,

@@ -21,10 +21,11 @@ const Reason = "server shutting down"
 // (1006, which is never sent on the wire).
 const Abnormal = websocket.CloseAbnormalClosure
 
-// A Goodbye is how a client's connection ended: the close code it read
-// (Abnormal without a close frame), and when.
+// A Goodbye is how a client's connection ended: the close code and reason
+// it read (Abnormal and "" without a close frame), and when.
 type Goodbye struct {
 	Code int
+	Text string
 	At   time.Time
 }
 
@@ -97,7 +98,13 @@ func IgnoresDrain(connected chan<- struct{}, handOff bool) http.Handler {
 // and sends how it ended.
 func Dial(t testing.TB, url string) <-chan Goodbye {
 	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	return DialWith(t, websocket.DefaultDialer, url)
+}
+
+// DialWith is Dial with d, for a TLS configuration, say.
+func DialWith(t testing.TB, d *websocket.Dialer, url string) <-chan Goodbye {
+	t.Helper()
+	c, resp, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("gorilla dial %s: %v", url, err)
 	}
@@ -115,7 +122,7 @@ func Read(c *websocket.Conn) <-chan Goodbye {
 				g := Goodbye{Code: Abnormal, At: time.Now()}
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
-					g.Code = ce.Code
+					g.Code, g.Text = ce.Code, ce.Text
 				}
 				ended <- g
 				return

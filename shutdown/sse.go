@@ -1,0 +1,280 @@
+package shutdown
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Event streams (server-sent events). A response whose Content-Type is
+// text/event-stream, once its header is written, follows the events the
+// handler writes (eventFollower). When its drain signal fires and no
+// application code has asked for a drain signal, the Shutdowner ends the
+// stream on the handler's behalf: at the next event boundary it writes a
+// retry field with a random delay, so that EventSource clients reconnect
+// spread out, flushes it, cancels the request's context and fails the
+// handler's writes with ErrGoodbyeSent. Both the usual loop on
+// r.Context().Done() and a loop that stops on a write error then return,
+// and net/http ends the response cleanly.
+
+// retrySpread is the spread of the reconnection delays sent without a
+// stagger window.
+const retrySpread = 5 * time.Second
+
+// eventStream is the event-stream part of a request.
+type eventStream struct {
+	mu sync.Mutex // held across the handler's writes and flushes, and the goodbye
+	f  eventFollower
+	w  http.ResponseWriter // the writer the middleware wraps
+
+	pending bool // a goodbye waits for the next event boundary
+	sent    bool // the goodbye has gone out: writes fail
+	done    bool // the handler has returned: nothing may be written
+
+	// ctx is the request's context from the moment the stream began: the
+	// request's own, cancelled by the goodbye.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// eventFollower follows the lines of an event stream, as the
+// HTML standard's parser reads them, to tell where an event ends: after an
+// empty line. Lines end with CRLF, LF or CR.
+type eventFollower struct {
+	inLine  bool // a line has begun and not ended
+	afterCR bool // the last byte was a CR, whose LF may follow
+	atEvent bool // an empty line has ended an event (or nothing is written yet)
+}
+
+// follow advances f over p.
+func (f *eventFollower) follow(p []byte) {
+	for _, b := range p {
+		f.byte(b)
+	}
+}
+
+func (f *eventFollower) byte(b byte) {
+	if f.afterCR && b == '\n' {
+		f.afterCR = false // the LF of a CRLF
+		return
+	}
+	f.afterCR = b == '\r'
+	switch b {
+	case '\r', '\n':
+		f.atEvent = !f.inLine // an empty line ends the event
+		f.inLine = false
+	default:
+		f.inLine, f.atEvent = true, false
+	}
+}
+
+// atBoundary reports whether the stream is between events.
+func (f *eventFollower) atBoundary() bool { return f.atEvent && !f.inLine }
+
+// toBoundary returns how many bytes of p come before the first event
+// boundary in it, or len(p); zero when f is at one now. It does not move f.
+func (f *eventFollower) toBoundary(p []byte) int {
+	if f.atBoundary() {
+		return 0
+	}
+	g := *f
+	for i, b := range p {
+		g.byte(b)
+		if g.atBoundary() {
+			return i + 1
+		}
+	}
+	return len(p)
+}
+
+// isEventStream reports whether a Content-Type header's values name
+// text/event-stream, with or without parameters.
+func isEventStream(v []string) bool {
+	if len(v) == 0 {
+		return false
+	}
+	mt, _, _ := strings.Cut(v[0], ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// sniff looks, once, at the response's Content-Type as its header is
+// written, and begins following an event stream.
+func (b *base) sniff() {
+	b.sniffed = true
+	if isEventStream(b.rw.Header()["Content-Type"]) {
+		b.ctx.s.openStream(&b.ctx, b.rw)
+	}
+}
+
+// openStream begins following c's event stream, written to w.
+func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter) {
+	st := &eventStream{w: w, f: eventFollower{atEvent: true}}
+	st.ctx, st.cancel = context.WithCancel(c.Context)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.stream.Store(st)
+	if s.streams == nil {
+		s.streams = make(map[*requestContext]struct{})
+	}
+	s.streams[c] = struct{}{}
+	if s.isDraining() && s.streamOnBehalf(c) {
+		s.lateGoodbye(c)
+	}
+}
+
+// streamOnBehalf reports whether c's stream is ended on its handler's
+// behalf when its signal fires. s.mu must be held.
+func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
+	return !c.asked.Load() && !s.hubAsked.Load() && !s.goodbyeOff
+}
+
+// closeStream stops following c's stream as its handler returns: no
+// goodbye may write to the response from then on.
+func (s *Shutdowner) closeStream(c *requestContext, st *eventStream) {
+	st.mu.Lock()
+	st.done = true
+	st.mu.Unlock()
+	st.cancel()
+	s.mu.Lock()
+	delete(s.streams, c)
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	s.mu.Unlock()
+}
+
+// goodbye ends c's stream on its handler's behalf, unless the handler has
+// returned or application code has asked for a drain signal since the
+// goodbye was scheduled.
+func (c *requestContext) goodbye() {
+	s := c.s
+	s.mu.Lock()
+	_, open := s.streams[c]
+	ok := open && s.streamOnBehalf(c)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	st := c.stream.Load()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c.endStream(st, true)
+}
+
+// endStream writes the retry field and ends the stream now if it is
+// between events; otherwise, if wait is set, it leaves that to the write
+// that ends the current event. st.mu must be held.
+func (c *requestContext) endStream(st *eventStream, wait bool) {
+	if st.sent || st.done {
+		return
+	}
+	if !st.f.atBoundary() {
+		st.pending = wait
+		return
+	}
+	st.pending, st.sent = false, true
+	s := c.s
+	spread := retrySpread
+	if s.stagger > 0 {
+		spread = s.stagger
+	}
+	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n\n"
+	if _, err := io.WriteString(st.w, retry); err == nil && http.NewResponseController(st.w).Flush() == nil {
+		s.goodbyes.Add(1)
+	}
+	st.cancel()
+	s.mu.Lock()
+	notify := c.notify
+	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// write writes p to the stream, following its events; see conn.Write for
+// the goodbye's part.
+func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sent {
+		return 0, ErrGoodbyeSent
+	}
+	if !st.pending {
+		n, err := st.w.Write(p)
+		st.f.follow(p[:n])
+		return n, err
+	}
+	var n int
+	if k := st.f.toBoundary(p); k > 0 {
+		var err error
+		n, err = st.w.Write(p[:k])
+		st.f.follow(p[:n])
+		if err != nil || !st.f.atBoundary() {
+			return n, err
+		}
+	}
+	c.endStream(st, true)
+	if n < len(p) {
+		return n, ErrGoodbyeSent
+	}
+	return n, nil
+}
+
+// flush flushes the stream unless it has ended.
+func (st *eventStream) flush(b *base, withError bool) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sent {
+		return nil
+	}
+	return b.flushInner(withError)
+}
+
+// Done returns the stream's context's Done once the response has become an
+// event stream, so that a goodbye on the handler's behalf cancels it, and
+// the request's before. A context derived from the request's before the
+// response's header was written, or a Done channel taken then, ends with
+// the request only.
+func (c *requestContext) Done() <-chan struct{} {
+	if st := c.stream.Load(); st != nil {
+		return st.ctx.Done()
+	}
+	return c.Context.Done()
+}
+
+// Err returns the error of the context that Done's channel belongs to.
+func (c *requestContext) Err() error {
+	if st := c.stream.Load(); st != nil {
+		return st.ctx.Err()
+	}
+	return c.Context.Err()
+}
+
+// LetFinish returns a handler that runs h and marks its requests as ones
+// that the Shutdowner never ends on their behalf: no goodbye when their
+// signal fires, no cancelled context, no failed write. They finish on their
+// own until the deadline, when a websocket still gets its close frame. Use
+// it for streams that must not be cut, such as a model's output.
+//
+// LetFinish works inside [Shutdowner.Middleware] (wrap the handler, or a
+// route of a router that the middleware wraps); outside it, it only runs h.
+// It panics if h is nil.
+func LetFinish(h http.Handler) http.Handler {
+	if h == nil {
+		panic("shutdown: LetFinish called with a nil handler")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(requestContextKey{}).(*requestContext); ok {
+			c.s.mu.Lock()
+			c.markAsked()
+			c.s.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,238 @@
+package shutdown_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// Event-stream handlers as users write them, knowing nothing of the drain.
+var unawareStreams = map[string]http.Handler{
+	// Loops on the request's context and a ticker. Each event goes out in
+	// three writes, so that the goodbye has to wait for its end.
+	"context-loop": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		rc := http.NewResponseController(w)
+		ticker := time.NewTicker(5 * time.Millisecond)
+		defer ticker.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-ticker.C:
+				fmt.Fprint(w, "event: tick\n")
+				fmt.Fprintf(w, "data: %d", i)
+				fmt.Fprintf(w, " %d\n\n", i)
+				_ = rc.Flush()
+			}
+		}
+	}),
+	// Stops when a write fails, and never looks at its context.
+	"write-error": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d %d\n\n", i, i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}),
+	// gin's c.Stream, as in gin's documentation, fed by a ticker.
+	"gin-stream": func() http.Handler {
+		gin.SetMode(gin.ReleaseMode)
+		r := gin.New()
+		r.GET("/", func(c *gin.Context) {
+			ticker := time.NewTicker(5 * time.Millisecond)
+			defer ticker.Stop()
+			i := 0
+			c.Stream(func(io.Writer) bool {
+				<-ticker.C
+				c.SSEvent("tick", fmt.Sprintf("%d %d", i, i))
+				i++
+				return true
+			})
+		})
+		return r
+	}(),
+}
+
+// streamEnd is what an event-stream client saw.
+type streamEnd struct {
+	events int    // whole events, each checked
+	retry  string // the last retry field's value
+	err    error  // how the stream ended: nil for a clean end
+}
+
+// readStream reads url's event stream as EventSource parses it, checks
+// that every event's data is "N N" with N counting up from 0, and sends
+// what it saw when the stream ends.
+func readStream(t testing.TB, client *http.Client, url string, first chan<- struct{}) <-chan streamEnd {
+	t.Helper()
+	resp, err := client.Get(url) //nolint:bodyclose // closed by the reading goroutine
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	ended := make(chan streamEnd, 1)
+	go func() {
+		defer resp.Body.Close()
+		var end streamEnd
+		var data []string
+		br := bufio.NewReader(resp.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				if err != io.EOF || line != "" {
+					end.err = fmt.Errorf("after %d events: %w (partial line %q)", end.events, err, line)
+				}
+				break
+			}
+			line = strings.TrimRight(line, "\r\n")
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "":
+				if len(data) == 0 {
+					continue
+				}
+				if want := fmt.Sprintf("%d %d", end.events, end.events); strings.Join(data, "\n") != want {
+					end.err = fmt.Errorf("event %d has data %q, want %q", end.events, data, want)
+					ended <- end
+					return
+				}
+				data = nil
+				if end.events++; end.events == 3 {
+					first <- struct{}{}
+				}
+			case "data":
+				data = append(data, value)
+			case "retry":
+				end.retry = value
+			}
+		}
+		if len(data) > 0 {
+			end.err = fmt.Errorf("a cut event: %q", data)
+		}
+		ended <- end
+	}()
+	return ended
+}
+
+// Each drain-unaware event stream, over HTTP/1.1 and HTTP/2, is ended on
+// its handler's behalf: every client reads whole events, then a retry
+// field, then a clean end of stream; the drain ends long before its
+// deadline.
+func TestStreamGoodbyes(t *testing.T) {
+	const n = 20
+	for name, h := range unawareStreams {
+		for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+			t.Run(name+"/"+proto, func(t *testing.T) {
+				var s shutdown.Shutdowner
+				ts := httptest.NewUnstartedServer(s.Middleware(h))
+				if proto == "HTTP/2" {
+					ts.EnableHTTP2 = true
+					ts.StartTLS()
+				} else {
+					ts.Start()
+				}
+				t.Cleanup(ts.Close)
+				first := make(chan struct{}, n)
+				clients := make([]<-chan streamEnd, n)
+				for i := range clients {
+					clients[i] = readStream(t, ts.Client(), ts.URL+"/", first)
+				}
+				wstest.Receive(t, first, n)
+
+				const budget = 10 * time.Second
+				start := time.Now()
+				if err := s.ShutdownWithServer(contextWithTimeout(t, budget), ts.Config); err != nil {
+					t.Fatalf("ShutdownWithServer: %v", err)
+				}
+				if took := time.Since(start); took > budget/4 {
+					t.Errorf("the drain took %v of its %v", took, budget)
+				}
+				for _, c := range clients {
+					end := wstest.Receive(t, c, 1)[0]
+					if end.err != nil {
+						t.Fatalf("client: %v", end.err)
+					}
+					if ms, err := strconv.Atoi(end.retry); err != nil || ms < 0 || ms > 5000 {
+						t.Fatalf("retry field %q, want a delay of at most 5 s in ms", end.retry)
+					}
+				}
+				if got := s.Stats().Goodbyes; got != n {
+					t.Errorf("Goodbyes = %d, want %d", got, n)
+				}
+			})
+		}
+	}
+}
+
+// A stream marked with LetFinish is not ended on its behalf: it ends by
+// itself 300 ms into the drain, and its client reads every event.
+func TestLetFinishStream(t *testing.T) {
+	var s shutdown.Shutdowner
+	started := make(chan struct{})
+	ts, _ := serve(t, &s, shutdown.LetFinish(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		var until time.Time
+		for i := 0; time.Now().Before(until) || until.IsZero(); i++ {
+			if _, err := fmt.Fprintf(w, "data: %d %d\n\n", i, i); err != nil {
+				t.Errorf("write %d: %v", i, err)
+				return
+			}
+			w.(http.Flusher).Flush()
+			if until.IsZero() && s.Stats().Draining {
+				until = time.Now().Add(300 * time.Millisecond)
+			}
+			if i == 3 {
+				close(started)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if r.Context().Err() != nil {
+			t.Errorf("the request's context ended: %v", r.Context().Err())
+		}
+		fmt.Fprint(w, "event: done\ndata: finished\n\n")
+	})))
+	resp, err := http.Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
+		t.Fatalf("ShutdownWithServer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	events := strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n")
+	for i, e := range events[:len(events)-1] {
+		if want := fmt.Sprintf("data: %d %d", i, i); e != want {
+			t.Fatalf("event %d is %q, want %q", i, e, want)
+		}
+	}
+	if last := events[len(events)-1]; last != "event: done\ndata: finished" || len(events) < 40 {
+		t.Fatalf("%d events ending with %q, want the whole stream", len(events), last)
+	}
+	if got := s.Stats().Goodbyes; got != 0 {
+		t.Fatalf("Goodbyes = %d, want 0", got)
+	}
+}
