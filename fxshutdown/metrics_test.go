@@ -87,8 +87,9 @@ func TestMetrics(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_ = app.Stop(ctx)                                      // what it returns is other tests' business
-			wstest.WantCodes(t, clients, websocket.CloseGoingAway) // the handler's, or the deadline's goodbye
+			_ = app.Stop(ctx) // what it returns is other tests' business
+			// The handler's goodbye, or the deadline's.
+			wstest.WantCodes(t, clients, websocket.CloseGoingAway)
 			// After a deadline Stop does not wait for the handlers whose
 			// connections it closed: they return a moment later, and
 			// nothing announces it.

@@ -345,4 +345,3 @@ func TestWithGoodbyePanics(t *testing.T) {
 		shutdown.New(shutdown.WithGoodbye(code, string(make([]byte, 123))))
 	}
 }
-
