@@ -43,15 +43,15 @@ type fleetConfig struct {
 
 // fleetResult is what the clients saw.
 type fleetResult struct {
-	gets, failedGets             int
-	wsCloses                     map[int]int // close code (1006 without a close frame) to count
-	failedReconnects             int         // websocket and SSE connects that failed
-	sseEnded, sseBroken          int         // streams ended by their goodbye event, and otherwise
-	peak                         int         // most websocket reconnects within any 100 ms
-	restartTime                  time.Duration
-	unexpectedExit               []string
-	reconnectTimes               []time.Time
-	firstFailure, firstWSFailure string
+	gets, failedGets    int
+	wsCloses            map[int]int // close code (1006 without a close frame) to count
+	failedReconnects    int         // websocket and SSE connects that failed
+	sseEnded, sseBroken int         // streams ended by their goodbye event, and otherwise
+	peak                int         // most websocket reconnects within any 100 ms
+	restartTime         time.Duration
+	unexpectedExit      []string
+	reconnectTimes      []time.Time
+	firstFailure        string
 }
 
 // haproxyCommand returns the haproxy binary, or skips the test when there

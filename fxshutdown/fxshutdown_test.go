@@ -604,3 +604,71 @@ func TestStopDeadlineWithUnwrappedHandlerWarns(t *testing.T) {
 		t.Errorf("%d Error entries, want none", n)
 	}
 }
+
+// unawareHandler upgrades with gorilla and echoes in a goroutine, knowing
+// nothing of the drain: the module's Shutdowner says its goodbyes.
+func unawareHandler(*shutdown.Shutdowner) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			for {
+				mt, p, err := c.ReadMessage()
+				if err != nil || c.WriteMessage(mt, p) != nil {
+					return
+				}
+			}
+		}()
+	})
+}
+
+// Config.GoodbyeCode and GoodbyeReason reach the clients of handlers that
+// know nothing of the drain, the stop logs how many goodbyes it said, and a
+// negative code turns them off.
+func TestConfigGoodbye(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		config     fxshutdown.Config
+		code       int
+		reason     string
+		stopBudget time.Duration
+	}{
+		{"default", fxshutdown.Config{}, shutdown.DefaultGoodbyeCode, shutdown.DefaultGoodbyeReason, 10 * time.Second},
+		{"1012", fxshutdown.Config{GoodbyeCode: 1012, GoodbyeReason: "service restart"}, 1012, "service restart", 10 * time.Second},
+		{"off", fxshutdown.Config{GoodbyeCode: -1}, wstest.Abnormal, "", 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 5
+			app := newTestApp(t, unawareHandler, fx.Supply(tc.config))
+			clients := make([]<-chan wstest.Goodbye, n)
+			for i := range clients {
+				clients[i] = dial(t, app.addr)
+			}
+			wstest.WaitUntil(t, func() bool { return app.s.Stats().Hijacked == n })
+			ctx, cancel := context.WithTimeout(context.Background(), tc.stopBudget)
+			defer cancel()
+			err := app.Stop(ctx)
+			for i, g := range wstest.WantCodes(t, clients, tc.code) {
+				if tc.code != wstest.Abnormal && g.Text != tc.reason {
+					t.Errorf("client %d read reason %q, want %q", i, g.Text, tc.reason)
+				}
+			}
+			if tc.code == wstest.Abnormal {
+				if err == nil {
+					t.Fatal("Stop = nil; want the deadline's DrainError with goodbyes off")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			drained := app.logs.FilterMessage("drained").All()
+			if len(drained) != 1 || drained[0].ContextMap()["goodbyes"] != uint64(n) {
+				t.Fatalf("drained entries %v, want one with goodbyes=%d", drained, n)
+			}
+		})
+	}
+}

@@ -47,6 +47,16 @@ func TestWiringMistakesFailFast(t *testing.T) {
 			[]string{"AsServer(*http.Server): want a constructor function"},
 		},
 		{
+			"a goodbye code that cannot be sent",
+			fx.Supply(fxshutdown.Config{GoodbyeCode: 1006}),
+			[]string{"Config.GoodbyeCode 1006", "cannot be sent in a close frame"},
+		},
+		{
+			"a goodbye reason too long",
+			fx.Supply(fxshutdown.Config{GoodbyeReason: strings.Repeat("x", 124)}),
+			[]string{"at most 123 bytes"},
+		},
+		{
 			"a Config and a *Config",
 			fx.Supply(fxshutdown.Config{DrainTimeout: time.Second}, &fxshutdown.Config{DrainTimeout: 2 * time.Second}),
 			[]string{"both a Config and a *Config"},

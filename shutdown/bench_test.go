@@ -212,6 +212,52 @@ func TestMiddlewareAllocations(t *testing.T) {
 	}
 }
 
+// BenchmarkGoodbyes compares, alternating within each iteration, the drain
+// of N websockets whose handlers say their own goodbye (wstest.Server) with
+// the drain of N whose handlers know nothing of it (gorilla's chat example),
+// to which the Shutdowner says goodbye on their behalf. It reports the
+// ratio of the total times; every client must read 1001. Run it with
+// -benchtime 3x or more.
+func BenchmarkGoodbyes(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var aware, unaware time.Duration
+			for range b.N {
+				aware += timeDrain(b, n, wstest.Server)
+				unaware += timeDrain(b, n, func(chan<- struct{}) http.Handler { return gorillaChat().handler })
+			}
+			b.ReportMetric(float64(aware.Milliseconds())/float64(b.N), "aware-ms")
+			b.ReportMetric(float64(unaware.Milliseconds())/float64(b.N), "unaware-ms")
+			b.ReportMetric(float64(unaware)/float64(aware), "unaware/aware")
+		})
+	}
+}
+
+// timeDrain serves n gorilla clients with the handler server makes, and
+// returns how long ShutdownWithServer took to drain them, each client
+// having read 1001.
+func timeDrain(b *testing.B, n int, server func(connected chan<- struct{}) http.Handler) time.Duration {
+	b.Helper()
+	var s shutdown.Shutdowner
+	connected := make(chan struct{}, n)
+	ts := httptest.NewServer(s.Middleware(server(connected)))
+	defer ts.Close()
+	codes := make([]<-chan wstest.Goodbye, n)
+	for i := range codes {
+		codes[i] = wstest.Dial(b, wsURL(ts))
+	}
+	wstest.WaitUntil(b, func() bool { return s.Stats().Hijacked == n }) // the chat handler announces nothing
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := s.ShutdownWithServer(ctx, ts.Config); err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	wstest.WantCodes(b, codes, websocket.CloseGoingAway)
+	return took
+}
+
 // BenchmarkForceClose measures the end game of a drain whose context has
 // ended: N real gorilla websockets whose handlers ask for their signal and
 // ignore it (the chat shape) get the deadline's goodbye, which each client

@@ -45,7 +45,7 @@ func dialIdle(t testing.TB, s *shutdown.Shutdowner, ts *httptest.Server, n int) 
 			}
 		}()
 	}
-	waitUntil(t, func() bool { return s.Stats().Open == n })
+	wstest.WaitUntil(t, func() bool { return s.Stats().Open == n })
 	return c
 }
 
@@ -107,7 +107,7 @@ func TestSlowFirstRequestIsClosed(t *testing.T) {
 	if _, err := fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil { // no end of header
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool { return s.Stats().Open == 1 })
+	wstest.WaitUntil(t, func() bool { return s.Stats().Open == 1 })
 	wantStats(t, &s, shutdown.Stats{Open: 1})
 	if err := s.ShutdownWithServer(contextWithTimeout(t, 5*time.Second), ts.Config); err != nil {
 		t.Fatalf("ShutdownWithServer = %v, want nil", err)

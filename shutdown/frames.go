@@ -98,10 +98,10 @@ func (f *frameFollower) step(p []byte) []byte {
 		return p
 	case f.phase == phaseHead:
 		for i, b := range p {
-			switch {
-			case b == "\r\n\r\n"[f.crlf]:
+			switch b {
+			case "\r\n\r\n"[f.crlf]:
 				f.crlf++
-			case b == '\r':
+			case '\r':
 				f.crlf = 1
 			default:
 				f.crlf = 0

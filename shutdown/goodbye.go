@@ -146,7 +146,7 @@ func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
 	}
 	w.pending = false
 	w.sent = true // from here no write reaches the peer, whatever this one does
-	_ = c.Conn.SetWriteDeadline(deadline)
+	_ = c.SetWriteDeadline(deadline)
 	if _, err := c.Conn.Write(frame); err != nil {
 		return
 	}
@@ -229,7 +229,7 @@ func (s *Shutdowner) deadlineGoodbyes() {
 	for _, c := range ws {
 		// Wakes a write blocked on a peer that stopped reading: the
 		// goodbye below needs its lock.
-		_ = c.Conn.SetWriteDeadline(deadline)
+		_ = c.SetWriteDeadline(deadline)
 	}
 	// A few workers rather than a goroutine each: the writes rarely
 	// block, and thousands of goroutines only queue for two cores.
@@ -282,7 +282,7 @@ func (c *conn) linger() {
 	if cw, ok := bottom(c.Conn).(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite() // errors tell nothing: the close follows
 	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 	_, _ = io.Copy(io.Discard, readerOnly{c.Conn})
 	c.s.untrack(c)
 	_ = c.Conn.Close()

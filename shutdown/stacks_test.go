@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -168,7 +169,7 @@ func TestGoodbyesForUnawareStacks(t *testing.T) {
 				for i := range clients {
 					clients[i] = wstest.DialWith(t, dialer, scheme+"://"+ts.Listener.Addr().String()+"/")
 				}
-				waitUntil(t, func() bool { return s.Stats().Hijacked == n })
+				wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == n })
 
 				const budget = 10 * time.Second
 				start := time.Now()
@@ -229,7 +230,7 @@ func TestOwnGoodbyeIsKept(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the client's close frame, which nothing here awaits
 	}), false)
 	client := wstest.DialWith(t, dialer, wsURL(ts))
-	waitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
+	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
 	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
 		t.Fatalf("ShutdownWithServer: %v", err)
 	}
@@ -246,7 +247,7 @@ func TestWithGoodbyeCode(t *testing.T) {
 	s := shutdown.New(shutdown.WithGoodbye(1012, "service restart"))
 	ts, dialer := serveStack(t, s, gorillaChat().handler, false)
 	client := wstest.DialWith(t, dialer, wsURL(ts))
-	waitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
+	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
 	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
 		t.Fatalf("ShutdownWithServer: %v", err)
 	}
@@ -328,7 +329,14 @@ func TestWithGoodbyePanics(t *testing.T) {
 		code   int
 		reason string
 	}{
-		{1004, ""}, {1005, ""}, {1006, ""}, {1015, ""}, {999, ""}, {2000, ""}, {5000, ""}, {-1, ""},
+		{1004, ""},
+		{1005, ""},
+		{1006, ""},
+		{1015, ""},
+		{999, ""},
+		{2000, ""},
+		{5000, ""},
+		{-1, ""},
 		{1001, string(make([]byte, 124))},
 		{1001, "\xff"},
 	} {
@@ -343,5 +351,35 @@ func TestWithGoodbyePanics(t *testing.T) {
 	}
 	for _, code := range []int{1000, 1001, 1011, 1012, 1014, 3000, 4999} {
 		shutdown.New(shutdown.WithGoodbye(code, string(make([]byte, 123))))
+	}
+}
+
+// With a stagger window, the goodbyes said on the handlers' behalf spread
+// over it like the signals: 200 chat clients read their 1001 over most of
+// a 2 s window, at most four times the even share in any 100 ms (the
+// clients' reading, not the library, bunches them on a loaded machine).
+func TestStaggeredGoodbyesSpread(t *testing.T) {
+	const n, window = 200, 2 * time.Second
+	s := shutdown.New(shutdown.WithStagger(window))
+	ts, dialer := serveStack(t, s, gorillaChat().handler, false)
+	clients := make([]<-chan wstest.Goodbye, n)
+	for i := range clients {
+		clients[i] = wstest.DialWith(t, dialer, wsURL(ts))
+	}
+	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == n })
+	if err := s.ShutdownWithServer(contextWithTimeout(t, 30*time.Second), ts.Config); err != nil {
+		t.Fatalf("ShutdownWithServer: %v", err)
+	}
+	var times []time.Time
+	for _, g := range wstest.WantCodes(t, clients, shutdown.DefaultGoodbyeCode) {
+		times = append(times, g.At)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	even := n * int(100*time.Millisecond) / int(window)
+	if peak := wstest.PeakWithin(times, 100*time.Millisecond); peak > 4*even {
+		t.Errorf("%d goodbyes within 100 ms, want at most %d (four times the even share)", peak, 4*even)
+	}
+	if span := times[n-1].Sub(times[0]); span < window*6/10 {
+		t.Errorf("goodbyes spread over %v, want most of the %v window", span, window)
 	}
 }

@@ -227,7 +227,7 @@ func TestDrainDelayServesUntilContextEnds(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(ctx) }()
 
-	waitUntil(t, func() bool { code, _ := get(t, ready.URL); return code == http.StatusServiceUnavailable })
+	wstest.WaitUntil(t, func() bool { code, _ := get(t, ready.URL); return code == http.StatusServiceUnavailable })
 	for range 5 {
 		if code, body := get(t, ts.URL); code != http.StatusOK || body != "ok" {
 			t.Fatalf("a request during the delay got %d %q, want 200 \"ok\"", code, body)
@@ -296,19 +296,6 @@ func get(t testing.TB, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(body)
-}
-
-// waitUntil polls cond, for a state that no channel announces: here what a
-// client of the readiness endpoint sees.
-func waitUntil(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // The signals themselves, timed where they fire, are as even as the window

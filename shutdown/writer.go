@@ -197,7 +197,7 @@ func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if brw != nil && brw.Writer != nil {
 		// net/http's is empty; another's may not be. Reset keeps the
 		// buffer: no allocation.
-		if brw.Writer.Flush() == nil {
+		if brw.Flush() == nil {
 			brw.Writer.Reset(tc)
 		}
 	}

@@ -176,3 +176,16 @@ func PeakWithin(sorted []time.Time, d time.Duration) int {
 	}
 	return peak
 }
+
+// WaitUntil polls cond until it holds, failing the test after 30 s: for
+// counts that nothing announces, such as a Shutdowner's Stats.
+func WaitUntil(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
