@@ -41,8 +41,8 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *
 	}
 	s.mu.Lock()
 	req.conn = tc
-	tc.ws.asked = req.asked.Load()
-	if req.sig != nil {
+	tc.ws.asked = req.asked()
+	if req.sig() != nil {
 		tc.req = req
 	}
 	if s.conns == nil {

@@ -186,7 +186,7 @@ type goodbyer interface {
 }
 
 func (c *conn) setTimer(t *time.Timer)           { c.timer = t }
-func (c *requestContext) setTimer(t *time.Timer) { c.timer = t }
+func (c *requestContext) setTimer(t *time.Timer) { c.extra().timer = t }
 
 // scheduleGoodbye schedules g's goodbye at d from now, or says it at once
 // (in a goroutine of its own: the peer may not be reading) if d <= 0.

@@ -82,21 +82,70 @@ type requestContext struct {
 	// The connection the request hijacked, if any. Guarded by s.mu.
 	conn *conn
 
-	// With a stagger window only (signal.go): the request's own signal,
-	// made when first asked for, and its timer once scheduled, guarded by
-	// s.mu; whether its signal was ever asked for, and whether its handler
-	// has returned, for the lock-free check at the handler's return.
-	sig      chan struct{}
-	timer    *time.Timer
-	asked    atomic.Bool
-	returned atomic.Bool
-
 	// The response's event stream, once its header says it is one
-	// (sse.go), and, guarded by s.mu, what to tell code waiting on
-	// CloseNotify when the stream is ended on the handler's behalf. The
-	// stream's goodbye is scheduled with timer.
+	// (sse.go).
 	stream atomic.Pointer[eventStream]
+
+	// What few requests need, made when first needed; guarded by s.mu.
+	more *requestMore
+
+	// flags holds askedFlag and returnedFlag, for the lock-free check at
+	// the handler's return.
+	flags atomic.Uint32
+
+	// Read and written by the handler's goroutine only: whether a 101
+	// Switching Protocols went out through the response writer, and
+	// whether the response's Content-Type has been looked at (sse.go).
+	// Here rather than in base, where they would cost a word: the writer
+	// and this context are one allocation, which TestMiddlewareAllocations
+	// holds to 80 bytes.
+	switched, sniffed bool
+}
+
+const (
+	askedFlag    = 1 << iota // application code asked for the request's signal
+	returnedFlag             // the handler has returned
+)
+
+func (c *requestContext) asked() bool    { return c.flags.Load()&askedFlag != 0 }
+func (c *requestContext) returned() bool { return c.flags.Load()&returnedFlag != 0 }
+
+// requestMore is the part of a request's context that few requests need.
+type requestMore struct {
+	// With a stagger window only (signal.go): the request's own signal,
+	// made when first asked for.
+	sig chan struct{}
+	// The request's signal, or its event stream's goodbye, once scheduled.
+	timer *time.Timer
+	// What to tell code waiting on CloseNotify when the event stream is
+	// ended on the handler's behalf (sse.go).
 	notify func()
+}
+
+// extra returns c.more, made if need be. s.mu must be held.
+func (c *requestContext) extra() *requestMore {
+	if c.more == nil {
+		c.more = new(requestMore)
+	}
+	return c.more
+}
+
+// sig returns the request's own signal, nil if it has none. s.mu must be
+// held.
+func (c *requestContext) sig() chan struct{} {
+	if c.more == nil {
+		return nil
+	}
+	return c.more.sig
+}
+
+// stopTimer stops and forgets the timer of the request's signal or goodbye,
+// if any. s.mu must be held.
+func (c *requestContext) stopTimer() {
+	if c.more != nil && c.more.timer != nil {
+		c.more.timer.Stop()
+		c.more.timer = nil
+	}
 }
 
 type requestContextKey struct{}

@@ -22,7 +22,7 @@ import (
 func (c *requestContext) signal() <-chan struct{} {
 	s := c.s
 	if s.stagger <= 0 {
-		if !c.asked.Load() {
+		if !c.asked() {
 			s.mu.Lock()
 			c.markAsked()
 			s.mu.Unlock()
@@ -31,8 +31,8 @@ func (c *requestContext) signal() <-chan struct{} {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.sig != nil {
-		return c.sig
+	if sig := c.sig(); sig != nil {
+		return sig
 	}
 	// Stored before ended reads returned, as handlerReturned stores
 	// returned before it reads asked: one of the two sees the other.
@@ -40,7 +40,7 @@ func (c *requestContext) signal() <-chan struct{} {
 	if c.ended() {
 		return s.draining
 	}
-	c.sig = make(chan struct{})
+	c.extra().sig = make(chan struct{})
 	if s.signals == nil {
 		s.signals = make(map[*requestContext]struct{})
 	}
@@ -59,14 +59,14 @@ func (c *requestContext) signal() <-chan struct{} {
 		s.fireAfter(c, left)
 	default:
 	}
-	return c.sig
+	return c.more.sig
 }
 
 // markAsked records that application code asked for c's signal: its
 // connection gets no goodbye on its behalf when the signal fires. s.mu must
 // be held.
 func (c *requestContext) markAsked() {
-	c.asked.Store(true)
+	c.flags.Or(askedFlag)
 	if c.conn != nil {
 		c.conn.ws.asked = true
 	}
@@ -79,7 +79,7 @@ func (c *requestContext) ended() bool {
 	if c.conn != nil {
 		return !c.s.open(c.conn)
 	}
-	return c.returned.Load()
+	return c.returned()
 }
 
 // staggerSignals schedules the registered signals, and the goodbyes said
@@ -132,7 +132,7 @@ func (s *Shutdowner) fireAfter(c *requestContext, d time.Duration) {
 		s.fire(c)
 		return
 	}
-	c.timer = time.AfterFunc(d, func() {
+	c.extra().timer = time.AfterFunc(d, func() {
 		s.mu.Lock()
 		s.fire(c)
 		s.mu.Unlock()
@@ -141,14 +141,11 @@ func (s *Shutdowner) fireAfter(c *requestContext, d time.Duration) {
 
 // fire closes c's signal, once. s.mu must be held.
 func (s *Shutdowner) fire(c *requestContext) {
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
+	c.stopTimer()
 	select {
-	case <-c.sig:
+	case <-c.more.sig:
 	default:
-		close(c.sig)
+		close(c.more.sig)
 	}
 }
 
@@ -169,10 +166,7 @@ func (s *Shutdowner) fireAll() {
 		}
 	}
 	for c := range s.streams {
-		if c.timer != nil {
-			c.timer.Stop()
-			c.timer = nil
-		}
+		c.stopTimer()
 	}
 }
 
@@ -183,8 +177,7 @@ func (s *Shutdowner) handlerReturned(c *requestContext) {
 	if st := c.stream.Load(); st != nil {
 		s.closeStream(c, st)
 	}
-	c.returned.Store(true)
-	if s.stagger <= 0 || !c.asked.Load() {
+	if c.flags.Or(returnedFlag)&askedFlag == 0 || s.stagger <= 0 {
 		return // no signal of its own: the common case, and lock-free
 	}
 	s.mu.Lock()
@@ -197,9 +190,6 @@ func (s *Shutdowner) handlerReturned(c *requestContext) {
 // forgetSignal stops c's signal if not yet fired and forgets it; a no-op
 // for a request that has none. s.mu must be held.
 func (s *Shutdowner) forgetSignal(c *requestContext) {
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
+	c.stopTimer()
 	delete(s.signals, c)
 }

@@ -105,7 +105,7 @@ func isEventStream(v []string) bool {
 // sniff looks, once, at the response's Content-Type as its header is
 // written, and begins following an event stream.
 func (b *base) sniff() {
-	b.sniffed = true
+	b.ctx.sniffed = true
 	if isEventStream(b.rw.Header()["Content-Type"]) {
 		b.ctx.s.openStream(&b.ctx, b.rw)
 	}
@@ -130,7 +130,7 @@ func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter) {
 // streamOnBehalf reports whether c's stream is ended on its handler's
 // behalf when its signal fires. s.mu must be held.
 func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
-	return !c.asked.Load() && !s.hubAsked.Load() && !s.goodbyeOff
+	return !c.asked() && !s.hubAsked.Load() && !s.goodbyeOff
 }
 
 // closeStream stops following c's stream as its handler returns: no
@@ -142,10 +142,7 @@ func (s *Shutdowner) closeStream(c *requestContext, st *eventStream) {
 	st.cancel()
 	s.mu.Lock()
 	delete(s.streams, c)
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
+	c.stopTimer()
 	s.mu.Unlock()
 }
 
@@ -189,8 +186,11 @@ func (c *requestContext) endStream(st *eventStream, wait bool) {
 		s.goodbyes.Add(1)
 	}
 	st.cancel()
+	var notify func()
 	s.mu.Lock()
-	notify := c.notify
+	if c.more != nil {
+		notify = c.more.notify
+	}
 	s.mu.Unlock()
 	if notify != nil {
 		notify()

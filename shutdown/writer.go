@@ -79,11 +79,9 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 // methods of http.ResponseWriter, Unwrap, and the request's context, kept
 // here so that one allocation holds both.
 type base struct {
-	rw       http.ResponseWriter
-	header   http.Header    // the request's, read if it hijacks
-	switched bool           // 101 Switching Protocols written through rw
-	sniffed  bool           // the response's Content-Type has been looked at (sse.go)
-	ctx      requestContext // a named field: its methods are not the writer's
+	rw     http.ResponseWriter
+	header http.Header    // the request's, read if it hijacks
+	ctx    requestContext // a named field: its methods are not the writer's
 }
 
 func (b *base) Header() http.Header         { return b.rw.Header() }
@@ -91,15 +89,15 @@ func (b *base) Unwrap() http.ResponseWriter { return b.rw }
 
 func (b *base) WriteHeader(statusCode int) {
 	if statusCode == http.StatusSwitchingProtocols {
-		b.switched = true
-	} else if statusCode >= 200 && !b.sniffed {
+		b.ctx.switched = true
+	} else if statusCode >= 200 && !b.ctx.sniffed {
 		b.sniff()
 	}
 	b.rw.WriteHeader(statusCode)
 }
 
 func (b *base) Write(p []byte) (int, error) {
-	if !b.sniffed {
+	if !b.ctx.sniffed {
 		b.sniff()
 	}
 	if st := b.ctx.stream.Load(); st != nil {
@@ -109,7 +107,7 @@ func (b *base) Write(p []byte) (int, error) {
 }
 
 func (b *base) readFrom(r io.Reader) (int64, error) {
-	if !b.sniffed {
+	if !b.ctx.sniffed {
 		b.sniff()
 	}
 	if b.ctx.stream.Load() != nil {
@@ -119,7 +117,7 @@ func (b *base) readFrom(r io.Reader) (int64, error) {
 }
 
 func (b *base) writeString(s string) (int, error) {
-	if !b.sniffed {
+	if !b.ctx.sniffed {
 		b.sniff()
 	}
 	if st := b.ctx.stream.Load(); st != nil {
@@ -142,7 +140,7 @@ func (b *base) flushError() error { return b.flushVia(true) }
 // flushVia flushes the response, through the wrapped writer's FlushError
 // if withError is set and it has one, else through its Flush.
 func (b *base) flushVia(withError bool) error {
-	if !b.sniffed {
+	if !b.ctx.sniffed {
 		b.sniff() // a flush writes the header
 	}
 	if st := b.ctx.stream.Load(); st != nil {
@@ -175,10 +173,11 @@ func (b *base) closeNotify() <-chan bool {
 	context.AfterFunc(b.ctx.Context, send)
 	s := b.ctx.s
 	s.mu.Lock()
-	if prev := b.ctx.notify; prev != nil {
-		b.ctx.notify = func() { prev(); send() }
+	m := b.ctx.extra()
+	if prev := m.notify; prev != nil {
+		m.notify = func() { prev(); send() }
 	} else {
-		b.ctx.notify = send
+		m.notify = send
 	}
 	s.mu.Unlock()
 	return ch
@@ -193,7 +192,7 @@ func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return c, brw, err
 	}
-	tc := b.ctx.s.track(c, &b.ctx, isWebSocket(b.header), b.switched)
+	tc := b.ctx.s.track(c, &b.ctx, isWebSocket(b.header), b.ctx.switched)
 	if brw != nil && brw.Writer != nil {
 		// net/http's is empty; another's may not be. Reset keeps the
 		// buffer: no allocation.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // interfacesOf returns the has* bits of the optional interfaces w has.
@@ -166,4 +167,13 @@ func TestWriterWithoutHijacker(t *testing.T) {
 			t.Errorf("ResponseController.Hijack() = %v, want ErrNotSupported", err)
 		}
 	})).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+}
+
+// The writer and the request's context are the one allocation per request
+// that the middleware makes itself; 80 bytes is a size class of Go's
+// allocator, and a word more would take it to 96 (BenchmarkMiddleware).
+func TestWriterSize(t *testing.T) {
+	if got := unsafe.Sizeof(base{}); got > 80 {
+		t.Errorf("the writer with its context takes %d bytes, want at most 80", got)
+	}
 }
