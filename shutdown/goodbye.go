@@ -79,7 +79,7 @@ type wsConn struct {
 	pending bool // a goodbye waits for the next frame boundary
 	sent    bool // the Shutdowner's close frame has gone out
 	closing bool // a lingering close has begun
-	asked   bool // application code asked for the request's signal; guarded by s.mu, not mu
+	asked   bool // application code asked for the request's signal; written under both s.mu and mu
 }
 
 // isWebSocket reports whether h asks to upgrade to websocket.
@@ -160,16 +160,13 @@ func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
 // closed or application code has asked for a drain signal since the
 // goodbye was scheduled.
 func (c *conn) goodbye() {
-	s := c.s
-	s.mu.Lock()
-	ok := s.open(c) && !c.ws.asked && !s.hubAsked.Load()
-	s.mu.Unlock()
-	if !ok {
+	c.ws.mu.Lock()
+	defer c.ws.mu.Unlock()
+	if c.ws.asked || c.s.hubAsked.Load() {
 		return
 	}
-	c.ws.mu.Lock()
+	// A connection closed meanwhile fails the write, and counts nothing.
 	c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
-	c.ws.mu.Unlock()
 }
 
 // onBehalf reports whether c gets a goodbye on its handler's behalf when
