@@ -5,10 +5,14 @@
 // it waits indefinitely for streaming handlers (server-sent events, long polls)
 // that never learn the server is stopping. A [Shutdowner] closes that gap: its
 // [Shutdowner.Middleware] counts running handlers and tracks every connection
-// they hijack until it is closed, even after the handler has returned;
-// [Shutdowner.Draining] and the per-request [Draining] tell handlers to say
-// goodbye; [Shutdowner.Shutdown] and [Shutdowner.ShutdownWithServer] wait for
-// them, answer late requests with 503, and close what is left at the deadline.
+// they hijack until it is closed, even after the handler has returned. It
+// says goodbye on behalf of handlers that know nothing of the drain: a
+// websocket close frame at a frame boundary, whatever library writes the
+// frames, and a clean end with a retry field for server-sent events (see
+// [WithGoodbye]). [Shutdowner.Draining] and the per-request [Draining] let
+// handlers say their own goodbye instead; [Shutdowner.Shutdown] and
+// [Shutdowner.ShutdownWithServer] wait for them, answer late requests with
+// 503, and close what is left at the deadline.
 //
 // The package imports the standard library only (and a one-line internal
 // package of this module's, which itself imports nothing).
