@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"testing"
-	"time"
 
 	coder "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
@@ -157,10 +156,7 @@ func TestGoodbyeAtFrameBoundary(t *testing.T) {
 				for range n {
 					<-reading // every stream is well under way
 				}
-				err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config)
-				if err != nil {
-					t.Errorf("ShutdownWithServer: %v", err)
-				}
+				shutdownQuickly(t, &s, ts.Config)
 				for range n {
 					if r := <-results; r.err != nil {
 						t.Errorf("client: %v", r.err)

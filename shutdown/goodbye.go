@@ -113,16 +113,34 @@ func (c *conn) Write(p []byte) (int, error) {
 		w.f.follow(p[:n])
 		return n, err
 	}
+	return writeToGoodbye(&w.f, c.Conn.Write, p, func() {
+		c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
+	})
+}
+
+// A boundaryFollower follows the units of a protocol in the bytes written:
+// websocket frames, or events.
+type boundaryFollower interface {
+	follow(p []byte)
+	toBoundary(p []byte) int
+	atBoundary() bool
+}
+
+// writeToGoodbye writes p through write, following it with f, for a
+// goodbye that waits for the next boundary: it writes p up to the first
+// boundary in it and says goodbye there. It returns how much of p was
+// written, with ErrGoodbyeSent when the goodbye cut p short.
+func writeToGoodbye(f boundaryFollower, write func([]byte) (int, error), p []byte, goodbye func()) (int, error) {
 	var n int
-	if k := w.f.toBoundary(p); k > 0 {
+	if k := f.toBoundary(p); k > 0 {
 		var err error
-		n, err = c.Conn.Write(p[:k])
-		w.f.follow(p[:n])
-		if err != nil || !w.f.atBoundary() {
+		n, err = write(p[:k])
+		f.follow(p[:n])
+		if err != nil || !f.atBoundary() {
 			return n, err
 		}
 	}
-	c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
+	goodbye()
 	if n < len(p) {
 		return n, ErrGoodbyeSent
 	}

@@ -51,3 +51,19 @@ func httpServer(t testing.TB, h http.Handler) *httptest.Server {
 	t.Cleanup(ts.Close)
 	return ts
 }
+
+// shutdownQuickly drains s with srv under a 10 s budget, and fails the test
+// unless the drain succeeds within a quarter of it: what goodbyes said on
+// the handlers' behalf promise, rather than a drain that runs to its
+// deadline.
+func shutdownQuickly(t testing.TB, s *shutdown.Shutdowner, srv *http.Server) {
+	t.Helper()
+	const budget = 10 * time.Second
+	start := time.Now()
+	if err := s.ShutdownWithServer(contextWithTimeout(t, budget), srv); err != nil {
+		t.Fatalf("ShutdownWithServer: %v", err)
+	}
+	if took := time.Since(start); took > budget/4 {
+		t.Errorf("the drain took %v of its %v", took, budget)
+	}
+}

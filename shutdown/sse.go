@@ -210,20 +210,7 @@ func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
 		st.f.follow(p[:n])
 		return n, err
 	}
-	var n int
-	if k := st.f.toBoundary(p); k > 0 {
-		var err error
-		n, err = st.w.Write(p[:k])
-		st.f.follow(p[:n])
-		if err != nil || !st.f.atBoundary() {
-			return n, err
-		}
-	}
-	c.endStream(st, true)
-	if n < len(p) {
-		return n, ErrGoodbyeSent
-	}
-	return n, nil
+	return writeToGoodbye(&st.f, st.w.Write, p, func() { c.endStream(st, true) })
 }
 
 // flush flushes the stream unless it has ended.

@@ -171,14 +171,7 @@ func TestGoodbyesForUnawareStacks(t *testing.T) {
 				}
 				wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == n })
 
-				const budget = 10 * time.Second
-				start := time.Now()
-				if err := s.ShutdownWithServer(contextWithTimeout(t, budget), ts.Config); err != nil {
-					t.Fatalf("ShutdownWithServer: %v", err)
-				}
-				if took := time.Since(start); took > budget/4 {
-					t.Errorf("the drain took %v of its %v", took, budget)
-				}
+				shutdownQuickly(t, &s, ts.Config)
 				for i, g := range wstest.WantCodes(t, clients, shutdown.DefaultGoodbyeCode) {
 					if g.Text != shutdown.DefaultGoodbyeReason {
 						t.Fatalf("client %d read reason %q, want %q", i, g.Text, shutdown.DefaultGoodbyeReason)
@@ -218,7 +211,9 @@ func TestOwnGoodbyeIsKept(t *testing.T) {
 			return
 		}
 		defer c.Close()
+		readDone := make(chan struct{})
 		go func() { // reads, for the client's close frame
+			defer close(readDone)
 			for {
 				if _, _, err := c.NextReader(); err != nil {
 					return
@@ -227,13 +222,11 @@ func TestOwnGoodbyeIsKept(t *testing.T) {
 		}()
 		<-shutdown.Draining(r.Context())
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "custom"), time.Now().Add(time.Second))
-		time.Sleep(50 * time.Millisecond) // the client's close frame, which nothing here awaits
+		<-readDone // the client's close frame
 	}), false)
 	client := wstest.DialWith(t, dialer, wsURL(ts))
 	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
-	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
-		t.Fatalf("ShutdownWithServer: %v", err)
-	}
+	shutdownQuickly(t, &s, ts.Config)
 	if g := wstest.Receive(t, client, 1)[0]; g.Code != 4000 || g.Text != "custom" {
 		t.Fatalf("client read %d %q, want 4000 \"custom\"", g.Code, g.Text)
 	}
@@ -248,9 +241,7 @@ func TestWithGoodbyeCode(t *testing.T) {
 	ts, dialer := serveStack(t, s, gorillaChat().handler, false)
 	client := wstest.DialWith(t, dialer, wsURL(ts))
 	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
-	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
-		t.Fatalf("ShutdownWithServer: %v", err)
-	}
+	shutdownQuickly(t, s, ts.Config)
 	if g := wstest.Receive(t, client, 1)[0]; g.Code != 1012 || g.Text != "service restart" {
 		t.Fatalf("client read %d %q, want 1012 \"service restart\"", g.Code, g.Text)
 	}
@@ -303,9 +294,7 @@ func TestWritesAfterGoodbyeFail(t *testing.T) {
 	if _, msg, err := client.ReadMessage(); err != nil || string(msg) != "tick" {
 		t.Fatalf("first message %q, %v", msg, err)
 	}
-	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
-		t.Fatalf("ShutdownWithServer: %v", err)
-	}
+	shutdownQuickly(t, &s, ts.Config)
 	if err := wstest.Receive(t, writeErr, 1)[0]; !errors.Is(err, shutdown.ErrGoodbyeSent) {
 		t.Fatalf("the handler's write after the goodbye: %v, want ErrGoodbyeSent", err)
 	}
@@ -356,10 +345,10 @@ func TestWithGoodbyePanics(t *testing.T) {
 
 // With a stagger window, the goodbyes said on the handlers' behalf spread
 // over it like the signals: 200 chat clients read their 1001 over most of
-// a 2 s window, at most four times the even share in any 100 ms (the
+// a 1 s window, at most four times the even share in any 100 ms (the
 // clients' reading, not the library, bunches them on a loaded machine).
 func TestStaggeredGoodbyesSpread(t *testing.T) {
-	const n, window = 200, 2 * time.Second
+	const n, window = 200, time.Second
 	s := shutdown.New(shutdown.WithStagger(window))
 	ts, dialer := serveStack(t, s, gorillaChat().handler, false)
 	clients := make([]<-chan wstest.Goodbye, n)
