@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,11 +36,12 @@ func ExampleWithGoodbye() {
 	srv := httptest.NewServer(s.Middleware(echo))
 	defer srv.Close()
 
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	client, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	resp.Body.Close()
 	_ = client.WriteMessage(websocket.TextMessage, []byte("hello"))
 	_, msg, _ := client.ReadMessage() // the echo: the connection is up
 	fmt.Println(string(msg))
@@ -75,5 +77,12 @@ func ExampleLetFinish() {
 			w.(http.Flusher).Flush()
 		}
 	})))
-	_ = &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	go srv.ListenAndServe() //nolint:errcheck // as in the netHTTP example
+
+	// On SIGTERM, as in the netHTTP example: the stream has until the
+	// deadline to finish.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log.Print(s.ShutdownWithServer(ctx, srv))
 }
