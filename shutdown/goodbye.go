@@ -26,8 +26,8 @@ import (
 // ErrGoodbyeSent is the error that writes to a connection or stream return
 // once the [Shutdowner] has said goodbye on the handler's behalf: after a
 // websocket close frame no data may follow (RFC 6455, section 5.5.1), and an
-// event stream that has been ended takes no more events. Errors wrap it, so
-// test with [errors.Is].
+// event stream that has been ended takes no more events. A library may wrap
+// it in an error of its own: test with [errors.Is].
 var ErrGoodbyeSent = errors.New("shutdown: goodbye sent on the handler's behalf, no more data may follow")
 
 // DefaultGoodbyeCode and DefaultGoodbyeReason are the websocket close code
@@ -48,8 +48,9 @@ const goodbyeTimeout = time.Second
 // deadlineGoodbyeTimeout, plus deadlineGoodbyeCost for each connection,
 // bounds the writes of the close frames sent at a deadline, all at once, just
 // before the connections are closed: a peer that does not read holds the end
-// game no longer than that. Measured at about 10 µs a connection on two
-// cores (BenchmarkForceClose); the margin covers a loaded machine.
+// game no longer than that. The whole end game, these writes and the
+// closes, measured 40 to 60 µs a connection on two cores
+// (BenchmarkForceClose); the margin covers a loaded machine.
 const (
 	deadlineGoodbyeTimeout = 50 * time.Millisecond
 	deadlineGoodbyeCost    = 40 * time.Microsecond

@@ -102,11 +102,14 @@ func isEventStream(v []string) bool {
 	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 }
 
-// sniff looks, once, at the response's Content-Type as its header is
-// written, and begins following an event stream.
+// sniff looks, once, at the response's header as it is written, and
+// begins following an event stream. A stream with a Content-Encoding (a
+// compressing handler inside the middleware) is not followed: its bytes
+// are not events, and a goodbye among them would corrupt it.
 func (b *base) sniff() {
 	b.ctx.sniffed = true
-	if isEventStream(b.rw.Header()["Content-Type"]) {
+	h := b.rw.Header()
+	if isEventStream(h["Content-Type"]) && len(h["Content-Encoding"]) == 0 {
 		b.ctx.s.openStream(&b.ctx, b.rw)
 	}
 }

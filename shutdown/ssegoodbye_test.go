@@ -2,6 +2,7 @@ package shutdown_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -222,6 +223,44 @@ func TestLetFinishStream(t *testing.T) {
 	}
 	if last := events[len(events)-1]; last != "event: done\ndata: finished" || len(events) < 40 {
 		t.Fatalf("%d events ending with %q, want the whole stream", len(events), last)
+	}
+	if got := s.Stats().Goodbyes; got != 0 {
+		t.Fatalf("Goodbyes = %d, want 0", got)
+	}
+}
+
+// An event stream with a Content-Encoding is never written into: its bytes
+// are an encoder's, whatever they look like. Here they look like events
+// (an encoding the client leaves alone), so that a goodbye written among
+// them would show: the stream runs to the deadline, where it is cut, as
+// without goodbyes, and the client reads no retry field.
+func TestEncodedStreamIsLeftAlone(t *testing.T) {
+	var s shutdown.Shutdowner
+	started := make(chan struct{})
+	ts, _ := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "x-events") // not decoded by Go's client
+		for i := 0; r.Context().Err() == nil; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d %d\n\n", i, i); err != nil {
+				t.Errorf("write %d: %v", i, err)
+				return
+			}
+			w.(http.Flusher).Flush()
+			if i == 3 {
+				close(started)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}))
+	ended := readStream(t, ts.Client(), ts.URL, make(chan struct{}, 1))
+	<-started
+	err := s.ShutdownWithServer(contextWithTimeout(t, 200*time.Millisecond), ts.Config)
+	if err == nil {
+		t.Fatal("ShutdownWithServer = nil, want the deadline: nothing ended the stream")
+	}
+	end := wstest.Receive(t, ended, 1)[0]
+	if end.events < 3 || end.retry != "" || !errors.Is(end.err, io.ErrUnexpectedEOF) {
+		t.Fatalf("client: %d events, retry %q, %v; want whole events, no retry, then the cut", end.events, end.retry, end.err)
 	}
 	if got := s.Stats().Goodbyes; got != 0 {
 		t.Fatalf("Goodbyes = %d, want 0", got)
