@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"testing"
+	"time"
 
 	coder "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
@@ -156,7 +157,11 @@ func TestGoodbyeAtFrameBoundary(t *testing.T) {
 				for range n {
 					<-reading // every stream is well under way
 				}
-				shutdownQuickly(t, &s, ts.Config)
+				// No time bound: under load the clients take seconds to
+				// read and check the 200 KB messages before the goodbye.
+				if err := s.ShutdownWithServer(contextWithTimeout(t, 30*time.Second), ts.Config); err != nil {
+					t.Errorf("ShutdownWithServer: %v", err)
+				}
 				for range n {
 					if r := <-results; r.err != nil {
 						t.Errorf("client: %v", r.err)

@@ -172,6 +172,10 @@ func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
 	c.s.goodbyes.Add(1)
 	if wait {
 		w.timer = time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() })
+	} else {
+		// The force-close follows at once: the owner's Close, which
+		// the deadline may wake it to make, leaves it to that.
+		w.closing = true
 	}
 }
 
@@ -242,11 +246,6 @@ func (s *Shutdowner) deadlineGoodbyes() {
 	}
 	s.mu.Unlock()
 	deadline := time.Now().Add(deadlineGoodbyeTimeout + time.Duration(len(ws))*deadlineGoodbyeCost)
-	for _, c := range ws {
-		// Wakes a write blocked on a peer that stopped reading: the
-		// goodbye below needs its lock.
-		_ = c.SetWriteDeadline(deadline)
-	}
 	// A few workers rather than a goroutine each: the writes rarely
 	// block, and thousands of goroutines only queue for two cores.
 	var wg sync.WaitGroup
@@ -254,7 +253,12 @@ func (s *Shutdowner) deadlineGoodbyes() {
 	for range min(len(ws), 4*runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for c := range next {
-				c.ws.mu.Lock()
+				if !c.ws.mu.TryLock() {
+					// A write holds the lock, blocked perhaps on a
+					// peer that stopped reading: the deadline wakes it.
+					_ = c.SetWriteDeadline(deadline)
+					c.ws.mu.Lock()
+				}
 				c.sendGoodbye(deadline, false)
 				c.ws.mu.Unlock()
 			}
