@@ -49,7 +49,7 @@ const goodbyeTimeout = time.Second
 // bounds the writes of the close frames sent at a deadline, all at once, just
 // before the connections are closed: a peer that does not read holds the end
 // game no longer than that. The whole end game, these writes and the
-// closes, measured 40 to 60 µs a connection on two cores
+// closes, measured 35 to 45 µs a connection on two cores
 // (BenchmarkForceClose); the margin covers a loaded machine.
 const (
 	deadlineGoodbyeTimeout = 50 * time.Millisecond
