@@ -50,6 +50,9 @@ var upgrader = websocket.Upgrader{}
 // cfg.Tick. When the server drains it closes with 1001 and waits, briefly,
 // for the client's close frame.
 func (cfg handlerConfig) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	// Asked before the upgrade: the Shutdowner leaves the goodbye to this
+	// handler, which could then say more than the default one.
+	drain := shutdown.Draining(r.Context())
 	c, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // Upgrade has answered the client
@@ -86,7 +89,7 @@ func (cfg handlerConfig) serveWebSocket(w http.ResponseWriter, r *http.Request) 
 		case now := <-ticker.C:
 			err = c.WriteJSON(tick{N: n, Time: now})
 			n++
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, goodbye)
 			if c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)) == nil {
 				select {
@@ -105,6 +108,7 @@ func (cfg handlerConfig) serveWebSocket(w http.ResponseWriter, r *http.Request) 
 // serveEvents streams a tick event every cfg.Tick. When the server drains it
 // sends a last "shutdown" event and ends the stream.
 func (cfg handlerConfig) serveEvents(w http.ResponseWriter, r *http.Request) {
+	drain := shutdown.Draining(r.Context()) // asked first: the last event is this handler's
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -118,7 +122,7 @@ func (cfg handlerConfig) serveEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			fmt.Fprintf(w, "event: shutdown\ndata: %s\n\n", goodbye)
 			_ = rc.Flush()
 			return

@@ -24,6 +24,7 @@ func NewMux() *http.ServeMux {
 	upgrader := websocket.Upgrader{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -40,7 +41,7 @@ func NewMux() *http.ServeMux {
 		}()
 		select {
 		case <-closed:
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			<-closed

@@ -22,6 +22,7 @@ func ExampleShutdowner_Middleware() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -38,7 +39,7 @@ func ExampleShutdowner_Middleware() {
 		}()
 		select {
 		case <-closed:
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			<-closed // the peer's close frame, or its disconnection

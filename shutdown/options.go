@@ -62,21 +62,27 @@ func WithDrainDelay(d time.Duration) Option {
 // sends on a handler's behalf. The default is [DefaultGoodbyeCode] (1001,
 // Going Away) with [DefaultGoodbyeReason].
 //
-// A handler that never asks for its drain signal ([Draining] for its
-// request; calling [Shutdowner.Draining] counts as asking for all of them)
-// gets a goodbye when the signal fires: on a websocket, the close frame,
-// written at the next frame boundary, never inside a frame; the Shutdowner
-// then waits for the peer's close and closes the connection. At a deadline,
+// A handler that has not asked for its drain signal when the signal fires
+// ([Draining] for its request; calling [Shutdowner.Draining] counts as
+// asking for all of them) gets a goodbye then. On a websocket it is the
+// close frame, written at the next frame boundary, never inside a frame;
+// the Shutdowner then waits for the peer's close and closes the connection.
+// On an event stream it is a retry field at the next event boundary, after
+// which the request's context is cancelled (see [LetFinish]). At a deadline,
 // every websocket that has had no close frame gets one before it is closed,
-// whether or not its handler asked. A handler that sends its own close frame
-// keeps it. Once the goodbye is sent, the handler's writes return
-// [ErrGoodbyeSent].
+// whether or not its handler asked. Once the goodbye is sent, the handler's
+// writes return [ErrGoodbyeSent].
+//
+// A handler that sends its own close frame keeps it. To say its own
+// goodbye, a handler asks first, before it upgrades or writes its header:
+// one that first asks once the drain has begun may find the goodbye already
+// said.
 //
 // Code 0 turns goodbyes on the handlers' behalf off: a handler that ignores
 // the drain has its connection closed at the deadline without a close
-// frame. WithGoodbye panics on a code that RFC 6455 does not allow in a close frame
-// (1004 to 1006, 1015, below 1000, 1016 to 2999, 5000 and above) and on a
-// reason longer than 123 bytes or not UTF-8.
+// frame, and its stream cut. WithGoodbye panics on a code that RFC 6455 does
+// not allow in a close frame (1004 to 1006, 1015, below 1000, 1016 to 2999,
+// 5000 and above) and on a reason longer than 123 bytes or not UTF-8.
 func WithGoodbye(code int, reason string) Option {
 	if code == 0 {
 		return optionFunc(func(s *Shutdowner) { s.goodbyeOff, s.goodbye = true, nil })

@@ -48,6 +48,7 @@ func Example_netHTTP() {
 // gorillaEcho is the gorilla read-loop shape: the handler owns the
 // connection until it ends.
 func gorillaEcho(w http.ResponseWriter, r *http.Request) {
+	drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 	c, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
@@ -66,7 +67,7 @@ func gorillaEcho(w http.ResponseWriter, r *http.Request) {
 	}()
 	select {
 	case <-closed:
-	case <-shutdown.Draining(r.Context()):
+	case <-drain:
 		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 		_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		select { // the client's close frame ends the read loop
@@ -85,6 +86,7 @@ var upgrader = websocket.Upgrader{}
 func Example_gorillaChat() {
 	var s shutdown.Shutdowner
 	http.Handle("/chat", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = shutdown.Draining(r.Context()) // asked first: the goodbye is the write pump's
 		c, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -125,6 +127,7 @@ func writePump(ctx context.Context, c *websocket.Conn, send <-chan []byte) {
 func Example_coderWebSocket() {
 	var s shutdown.Shutdowner
 	http.Handle("/ws", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := coder.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -133,7 +136,7 @@ func Example_coderWebSocket() {
 		ctx := c.CloseRead(r.Context()) // done when the client closes
 		select {
 		case <-ctx.Done():
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			c.Close(coder.StatusGoingAway, "server shutting down")
 		}
 	})))

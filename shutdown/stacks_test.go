@@ -206,6 +206,7 @@ func serveStack(t testing.TB, s *shutdown.Shutdowner, h http.Handler, secure boo
 func TestOwnGoodbyeIsKept(t *testing.T) {
 	var s shutdown.Shutdowner
 	ts, dialer := serveStack(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -220,7 +221,7 @@ func TestOwnGoodbyeIsKept(t *testing.T) {
 				}
 			}
 		}()
-		<-shutdown.Draining(r.Context())
+		<-drain
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "custom"), time.Now().Add(time.Second))
 		<-readDone // the client's close frame
 	}), false)

@@ -36,6 +36,7 @@ var wsClients = map[string]wsClient{
 
 func coderServer(connected chan<- struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := coder.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -45,7 +46,7 @@ func coderServer(connected chan<- struct{}) http.Handler {
 		ctx := c.CloseRead(context.Background())
 		select {
 		case <-ctx.Done():
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			_ = c.Close(coder.StatusGoingAway, wstest.Reason)
 		}
 	})
@@ -117,7 +118,7 @@ func TestWebSocketGoodbye(t *testing.T) {
 func TestWebSocketChatShape(t *testing.T) {
 	const n = 10
 	var s shutdown.Shutdowner
-	sawDrain := make(chan struct{}, n)
+	sawDrain, asked := make(chan struct{}, n), make(chan struct{}, n)
 	release := make(chan struct{})
 	var closing atomic.Int64 // goroutines that are closing their connection
 	ts, returned := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +138,9 @@ func TestWebSocketChatShape(t *testing.T) {
 		go func() {
 			defer c.Close()
 			defer closing.Add(1) // runs before the Close
-			<-shutdown.Draining(drain)
+			signal := shutdown.Draining(drain)
+			asked <- struct{}{} // before the drain: the goodbye is this goroutine's
+			<-signal
 			sawDrain <- struct{}{}
 			<-release
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, wstest.Reason)
@@ -149,6 +152,7 @@ func TestWebSocketChatShape(t *testing.T) {
 		codes[i] = wstest.Dial(t, wsURL(ts))
 	}
 	wstest.Receive(t, returned, n)
+	wstest.Receive(t, asked, n)
 	wantStats(t, &s, shutdown.Stats{Active: 0, Hijacked: n})
 
 	done := make(chan error, 1)

@@ -34,6 +34,7 @@ type Goodbye struct {
 // close frame. connected receives once each connection is up.
 func Server(connected chan<- struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -53,7 +54,7 @@ func Server(connected chan<- struct{}) http.Handler {
 		connected <- struct{}{}
 		select {
 		case <-readDone:
-		case <-shutdown.Draining(r.Context()):
+		case <-drain:
 			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, Reason)
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			select { // the client's close frame ends the read loop
