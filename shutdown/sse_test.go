@@ -44,17 +44,26 @@ func sseHandler(ticks <-chan struct{}, goodbye bool) http.Handler {
 	})
 }
 
+// getStream sends a GET for an event stream and fails the test unless it is
+// answered 200. The caller closes the body.
+func getStream(t testing.TB, client *http.Client, url string) *http.Response {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return resp
+}
+
 // readEvents reads an event stream and sends each line; the channel is
 // closed when the stream ends, and err then says how.
 func readEvents(t testing.TB, url string) (lines <-chan string, err *error) {
 	t.Helper()
-	resp, e := http.Get(url) //nolint:bodyclose // closed by the reading goroutine
-	if e != nil {
-		t.Fatal(e)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
+	resp := getStream(t, http.DefaultClient, url) //nolint:bodyclose // closed by the reading goroutine
 	c := make(chan string, 100)
 	err = new(error)
 	go func() {

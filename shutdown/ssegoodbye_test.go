@@ -82,13 +82,7 @@ type streamEnd struct {
 // what it saw when the stream ends.
 func readStream(t testing.TB, client *http.Client, url string, first chan<- struct{}) <-chan streamEnd {
 	t.Helper()
-	resp, err := client.Get(url) //nolint:bodyclose // closed by the reading goroutine
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
+	resp := getStream(t, client, url) //nolint:bodyclose // closed by the reading goroutine
 	ended := make(chan streamEnd, 1)
 	go func() {
 		defer resp.Body.Close()

@@ -205,28 +205,10 @@ func serveStack(t testing.TB, s *shutdown.Shutdowner, h http.Handler, secure boo
 // reads 4000 "custom", and the Shutdowner sends nothing of its own.
 func TestOwnGoodbyeIsKept(t *testing.T) {
 	var s shutdown.Shutdowner
-	ts, dialer := serveStack(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		readDone := make(chan struct{})
-		go func() { // reads, for the client's close frame
-			defer close(readDone)
-			for {
-				if _, _, err := c.NextReader(); err != nil {
-					return
-				}
-			}
-		}()
-		<-drain
-		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "custom"), time.Now().Add(time.Second))
-		<-readDone // the client's close frame
-	}), false)
+	connected := make(chan struct{}, 1)
+	ts, dialer := serveStack(t, &s, wstest.ServerSaying(connected, 4000, "custom"), false)
 	client := wstest.DialWith(t, dialer, wsURL(ts))
-	wstest.WaitUntil(t, func() bool { return s.Stats().Hijacked == 1 })
+	wstest.Receive(t, connected, 1)
 	shutdownQuickly(t, &s, ts.Config)
 	if g := wstest.Receive(t, client, 1)[0]; g.Code != 4000 || g.Text != "custom" {
 		t.Fatalf("client read %d %q, want 4000 \"custom\"", g.Code, g.Text)

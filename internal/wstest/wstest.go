@@ -33,6 +33,11 @@ type Goodbye struct {
 // request's drain signal fires, closes with 1001 and waits for the client's
 // close frame. connected receives once each connection is up.
 func Server(connected chan<- struct{}) http.Handler {
+	return ServerSaying(connected, websocket.CloseGoingAway, Reason)
+}
+
+// ServerSaying is Server with its own close code and reason.
+func ServerSaying(connected chan<- struct{}, code int, reason string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
@@ -55,7 +60,7 @@ func Server(connected chan<- struct{}) http.Handler {
 		select {
 		case <-readDone:
 		case <-drain:
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, Reason)
+			msg := websocket.FormatCloseMessage(code, reason)
 			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			select { // the client's close frame ends the read loop
 			case <-readDone:
