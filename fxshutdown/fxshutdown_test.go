@@ -502,15 +502,28 @@ func TestStopForceClosesManyWithinStopTimeout(t *testing.T) {
 			if !laterHookRan.Load() {
 				t.Error("the hook that runs after the module's did not run")
 			}
-			// Every connection got the deadline's goodbye; those whose
-			// peers answered at once closed cleanly, the rest were forced.
-			if len(warn) != 1 || warn[0].ContextMap()["goodbyes"] != uint64(tc.n) {
-				t.Fatalf("Warn entries when Stop returned: %v, want one with goodbyes=%d", warn, tc.n)
+			if len(warn) != 1 || warn[0].ContextMap()["forced"] != uint64(tc.n) {
+				t.Fatalf("Warn entries when Stop returned: %v, want one with forced=%d", warn, tc.n)
 			}
-			if forced, _ := warn[0].ContextMap()["forced"].(uint64); forced == 0 || forced > uint64(tc.n) {
-				t.Errorf("forced = %d, want between 1 and %d", forced, tc.n)
+			// The deadline's goodbyes get a bounded share of the end
+			// game: on an idle machine every client reads one, on a
+			// loaded one those that did not fit see the connection
+			// closed, as without goodbyes.
+			goodbyes, _ := warn[0].ContextMap()["goodbyes"].(uint64)
+			read := 0
+			for i, c := range clients {
+				switch g := wstest.Receive(t, c, 1)[0]; g.Code {
+				case shutdown.DefaultGoodbyeCode:
+					read++
+				case wstest.Abnormal:
+				default:
+					t.Errorf("client %d read %d, want the goodbye or the connection closed", i, g.Code)
+				}
 			}
-			wstest.WantCodes(t, clients, shutdown.DefaultGoodbyeCode) // the deadline's goodbye
+			if goodbyes == 0 || uint64(read) > goodbyes {
+				t.Errorf("%d goodbyes said and %d read, want some said and no more read", goodbyes, read)
+			}
+			t.Logf("%d of %d clients read the deadline's goodbye", read, tc.n)
 		})
 	}
 }
