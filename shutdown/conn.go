@@ -41,7 +41,7 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *
 	}
 	s.mu.Lock()
 	req.conn = tc
-	tc.ws.asked = req.asked()
+	tc.ws.asked.Store(req.asked())
 	if req.sig() != nil {
 		tc.req = req
 	}

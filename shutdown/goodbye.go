@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,8 +82,11 @@ type wsConn struct {
 	on      bool // the connection is a websocket; set before it is shared
 	pending bool // a goodbye waits for the next frame boundary
 	sent    bool // the Shutdowner's close frame has gone out
-	closing bool // a lingering close has begun
-	asked   bool // application code asked for the request's signal; written under both s.mu and mu
+	closing bool // a lingering close has begun, or the force-close after a deadline goodbye owns the close
+	// asked is set once application code has asked for the request's
+	// signal: atomic, because asking must not wait for a write that a
+	// slow peer holds up.
+	asked atomic.Bool
 }
 
 // isWebSocket reports whether h asks to upgrade to websocket.
@@ -187,7 +191,7 @@ func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
 func (c *conn) goodbye() {
 	c.ws.mu.Lock()
 	defer c.ws.mu.Unlock()
-	if c.ws.asked || c.s.hubAsked.Load() {
+	if c.ws.asked.Load() || c.s.hubAsked.Load() {
 		return
 	}
 	// A connection closed meanwhile fails the write, and counts nothing.
@@ -197,7 +201,7 @@ func (c *conn) goodbye() {
 // onBehalf reports whether c gets a goodbye on its handler's behalf when
 // its signal fires. s.mu must be held.
 func (s *Shutdowner) onBehalf(c *conn) bool {
-	return c.ws.on && !c.ws.asked && !s.hubAsked.Load() && !s.goodbyeOff
+	return c.ws.on && !c.ws.asked.Load() && !s.hubAsked.Load() && !s.goodbyeOff
 }
 
 // A goodbyer is what the Shutdowner says goodbye to on a handler's behalf:

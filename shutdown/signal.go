@@ -68,9 +68,7 @@ func (c *requestContext) signal() <-chan struct{} {
 func (c *requestContext) markAsked() {
 	c.flags.Or(askedFlag)
 	if c.conn != nil {
-		c.conn.ws.mu.Lock()
-		c.conn.ws.asked = true
-		c.conn.ws.mu.Unlock()
+		c.conn.ws.asked.Store(true)
 	}
 }
 
