@@ -75,9 +75,9 @@ func (s *Shutdowner) goodbyeFrame() []byte {
 // and packed, so that an open websocket costs one small allocation
 // (TestConnMemory).
 type wsConn struct {
-	mu    sync.Mutex  // held across every write, so that f follows them in order
-	timer *time.Timer // closes the connection if nobody does after the goodbye
-	f     frameFollower
+	mu         sync.Mutex  // held across every write, so that f follows them in order
+	closeTimer *time.Timer // closes the connection if nobody does after the goodbye
+	f          frameFollower
 
 	on      bool // the connection is a websocket; set before it is shared
 	pending bool // a goodbye waits for the next frame boundary
@@ -177,7 +177,7 @@ func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
 	}
 	c.s.goodbyes.Add(1)
 	if wait {
-		w.timer = time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() })
+		w.closeTimer = time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() })
 	} else {
 		// The force-close follows at once: the owner's Close, which
 		// the deadline may wake it to make, leaves it to that.
@@ -290,8 +290,8 @@ func (c *conn) lingerOnClose() (linger, again bool) {
 	if !w.sent {
 		return false, false
 	}
-	if w.timer != nil {
-		w.timer.Stop()
+	if w.closeTimer != nil {
+		w.closeTimer.Stop()
 	}
 	again = w.closing
 	w.closing = true
