@@ -93,11 +93,7 @@ func TestMetrics(t *testing.T) {
 			// After a deadline Stop does not wait for the handlers whose
 			// connections it closed: they return a moment later, and
 			// nothing announces it.
-			for deadline := time.Now().Add(10 * time.Second); app.s.Stats().Active != 0; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("handlers still running 10 s after the stop: %+v", app.s.Stats())
-				}
-			}
+			wstest.WaitUntil(t, func() bool { return app.s.Stats().Active == 0 })
 
 			after := collect(t, reader)
 			wantSums := map[string]int64{

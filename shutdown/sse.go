@@ -48,7 +48,7 @@ type eventStream struct {
 type eventFollower struct {
 	inLine  bool // a line has begun and not ended
 	afterCR bool // the last byte was a CR, whose LF may follow
-	atEvent bool // an empty line has ended an event (or nothing is written yet)
+	atEvent bool // an empty line has ended an event (or nothing is written yet); never with inLine
 }
 
 // follow advances f over p.
@@ -74,7 +74,7 @@ func (f *eventFollower) byte(b byte) {
 }
 
 // atBoundary reports whether the stream is between events.
-func (f *eventFollower) atBoundary() bool { return f.atEvent && !f.inLine }
+func (f *eventFollower) atBoundary() bool { return f.atEvent }
 
 // toBoundary returns how many bytes of p come before the first event
 // boundary in it, or len(p); zero when f is at one now. It does not move f.
