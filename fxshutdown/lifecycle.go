@@ -170,14 +170,15 @@ func (h *hooks) serve(srv *http.Server, ln net.Listener) {
 // stop drains the handlers and shuts every server down within the drain's
 // share of ctx (Config), then waits for the Serve goroutines. It logs each
 // phase: not ready (during a drain delay), drain started, draining (every
-// LogInterval), and drained or, at the deadline, a Warn entry.
+// LogInterval), and drained or, when the time ran out or goodbyes were
+// lost, a Warn entry.
 func (h *hooks) stop(ctx context.Context) error {
 	defer h.serving.Wait()
 	begin := time.Now()
 	before := h.s.Stats()
 	drainCtx := ctx
 	budget := zap.Skip()
-	if d, limited := h.config.drainBudget(ctx, before.Active+before.Hijacked+before.Open); limited {
+	if d, limited := h.config.drainBudget(ctx); limited {
 		var cancel context.CancelFunc
 		drainCtx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
@@ -189,54 +190,35 @@ func (h *hooks) stop(ctx context.Context) error {
 		h.logDrainStarted(before, budget)
 	}
 
-	// Shutdowner.ShutdownWithServer for several servers at once: each
-	// server's Shutdown once the drain has begun, concurrently with it,
-	// and Close for the servers still running handlers at the deadline.
-	srvErrs := make([]error, len(h.servers))
-	var wg sync.WaitGroup
-	for i, srv := range h.servers {
-		wg.Go(func() {
-			select {
-			case <-drainsignal.Began(h.s):
-			case <-drainCtx.Done():
-			}
-			srvErrs[i] = srv.HTTP.Shutdown(drainCtx)
-		})
-	}
 	done, logged := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(logged)
 		h.logProgress(done, budget)
 	}()
-	drainErr := h.s.Shutdown(drainCtx)
-	wg.Wait()
+	servers := make([]*http.Server, len(h.servers))
+	for i, srv := range h.servers {
+		servers[i] = srv.HTTP
+	}
+	err := drainsignal.Drain(drainCtx, h.s, servers)
 	close(done)
 	<-logged
-	if drainCtx.Err() != nil {
-		for i, srv := range h.servers {
-			if srvErrs[i] != nil {
-				srvErrs[i] = errors.Join(srvErrs[i], srv.HTTP.Close())
-			}
-		}
-	}
 
 	after := h.s.Stats()
 	took := time.Since(begin)
 	elapsed := zap.Duration("duration", took)
-	err := errors.Join(append([]error{drainErr}, srvErrs...)...)
-	h.metrics.recordDrain(took, drainCtx.Err() != nil && err != nil)
+	var left *shutdown.DrainError
+	errors.As(err, &left)
+	timedOut := left != nil && left.Err != nil
+	h.metrics.recordDrain(took, timedOut)
 	switch {
-	case err != nil && drainCtx.Err() != nil:
-		// What was left when the deadline came: the DrainError's counts,
-		// or, when the servers alone were still busy (handlers served
-		// outside the middleware), none.
-		var left shutdown.DrainError
-		if de := (*shutdown.DrainError)(nil); errors.As(err, &de) {
-			left = *de
-		}
+	case timedOut:
 		h.log.Warn("drain deadline reached, connections closed",
-			zap.Int("active", left.Active), zap.Int("hijacked", left.Hijacked), nonZero("open", uint64(after.Open)),
-			zap.Uint64("forced", after.Forced-before.Forced), nonZero("rejected", after.Rejected), nonZero("goodbyes", after.Goodbyes), elapsed, zap.Error(err))
+			zap.Int("active", left.Active), zap.Int("hijacked", left.Hijacked), nonZero("open", uint64(left.Open)),
+			nonZero("servers", uint64(left.Servers)), zap.Uint64("forced", after.Forced-before.Forced),
+			nonZero("rejected", after.Rejected), nonZero("goodbyes", after.Goodbyes),
+			nonZero("unwritten", after.Unwritten), nonZero("unanswered", after.Unanswered), elapsed, zap.Error(err))
+	case left != nil:
+		h.log.Warn("drained, goodbyes not written", append(counts(after), elapsed, zap.Error(err))...)
 	case err != nil:
 		h.log.Error("shutdown failed", append(counts(after), elapsed, zap.Error(err))...)
 	default:
@@ -271,7 +253,10 @@ func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
 
 // counts are the fields of every entry about a drain.
 func counts(st shutdown.Stats) []zap.Field {
-	return []zap.Field{zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected), nonZero("goodbyes", st.Goodbyes)}
+	return []zap.Field{
+		zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected),
+		nonZero("goodbyes", st.Goodbyes), nonZero("unwritten", st.Unwritten), nonZero("unanswered", st.Unanswered),
+	}
 }
 
 func nonZero(key string, n uint64) zap.Field {

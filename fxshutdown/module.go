@@ -34,12 +34,16 @@ const DefaultLogInterval = time.Second
 // is the defaults.
 type Config struct {
 	// DrainFraction is the share of the time left on the stop context, when
-	// the drain begins, after which the drain force-closes what is left
-	// and returns. Zero, or a value outside (0, 1], means
-	// DefaultDrainFraction. The drain ends sooner when the connections
-	// open as it begins need more of the rest to be closed (250 µs each:
-	// 1.25 s for 5,000). With no deadline on the stop context the drain
-	// waits as long as DrainTimeout allows.
+	// the drain begins, that the drain takes at most (its budget): it
+	// force-closes what is left and returns within it, so that the hooks
+	// that run after the module's have the rest. Zero, or a value outside
+	// (0, 1], means DefaultDrainFraction. The end of the budget is the
+	// drain's end game, for closing what is left: 50 ms and 100 µs for
+	// each connection open when the drain begins, counted once whether a
+	// request or a hijacked websocket holds it, and never more than half
+	// the budget, so that connections which never sent a request do not
+	// take the drain's time away. With no deadline on the stop context the
+	// drain waits as long as DrainTimeout allows.
 	DrainFraction float64
 
 	// DrainTimeout, when positive, caps the drain's time whatever the
@@ -150,33 +154,24 @@ func (c Config) goodbye() (opt shutdown.Option, err error) {
 	return shutdown.WithGoodbye(code, reason), nil
 }
 
-// endGameCost is the time that closing one connection at the drain's
-// deadline may take: BenchmarkForceClose measures about 15 to 25 µs on two
-// idle cores, with its clients in the same process, and this leaves room
-// for a machine ten times as busy. The drain leaves that much of the stop
-// budget per connection for its end game, so that a stop with thousands of
-// connections still returns, and leaves the later hooks their turn, before
-// Fx's deadline.
-const endGameCost = 250 * time.Microsecond
-
-// drainBudget returns how long the drain may take under ctx with conns
-// connections to close at its deadline, and whether anything limits it at
-// all.
-func (c Config) drainBudget(ctx context.Context, conns int) (d time.Duration, limited bool) {
+// drainBudget returns how long the drain may take under ctx, and whether
+// anything limits it at all. The drain keeps the end of its budget for its
+// end game, closing what is left (see shutdown.Shutdowner.Shutdown), so
+// that it returns within the budget whatever the peers do.
+func (c Config) drainBudget(ctx context.Context) (d time.Duration, limited bool) {
 	deadline, hasDeadline := ctx.Deadline()
 	if !hasDeadline {
 		return c.DrainTimeout, c.DrainTimeout > 0
 	}
-	left := time.Until(deadline)
 	fraction := c.DrainFraction
 	if fraction <= 0 || fraction > 1 {
 		fraction = DefaultDrainFraction
 	}
-	d = time.Duration(float64(left) * fraction)
+	d = max(time.Duration(float64(time.Until(deadline))*fraction), 0)
 	if c.DrainTimeout > 0 {
 		d = min(d, c.DrainTimeout)
 	}
-	return max(min(d, left-time.Duration(conns)*endGameCost), 0), true
+	return d, true
 }
 
 func (c Config) logInterval() time.Duration {

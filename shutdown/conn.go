@@ -26,7 +26,7 @@ type conn struct {
 	s     *Shutdowner
 	req   *requestContext // guarded by s.mu
 	timer *time.Timer     // a goodbye scheduled on the handler's behalf; guarded by s.mu
-	ws    wsConn          // a websocket's frame stream (goodbye.go)
+	ws    wsConn          // a websocket's frame stream and goodbye (goodbye.go)
 }
 
 // track starts counting c, hijacked by req, in the drain and returns it
@@ -66,12 +66,12 @@ func (s *Shutdowner) open(c *conn) bool {
 }
 
 // untrack stops counting c, and ends the request that hijacked it, unless
-// forceClose already has.
-func (s *Shutdowner) untrack(c *conn) {
+// forceClose already has. It reports whether c was still tracked.
+func (s *Shutdowner) untrack(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.open(c) {
-		return
+		return false
 	}
 	delete(s.conns, c)
 	if c.timer != nil {
@@ -83,13 +83,24 @@ func (s *Shutdowner) untrack(c *conn) {
 	if s.countOut(1) {
 		s.closeIdle()
 	}
+	return true
 }
 
-// forceClose closes every tracked connection and counts them in s.forced.
-func (s *Shutdowner) forceClose() {
+// forceClose closes the tracked connections, every one or, with all unset,
+// those whose close the Shutdowner owns (lingering after a goodbye), counts
+// them in s.forced, and counts in s.unanswered the goodbyes among them whose
+// peers had not answered.
+func (s *Shutdowner) forceClose(all bool) {
 	s.mu.Lock()
 	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
+		st := c.ws.state.Load()
+		if !all && st&wsLinger == 0 {
+			continue
+		}
+		if st&wsAwaiting != 0 {
+			s.unanswered.Add(1)
+		}
 		// Untracked here, so an owner's Close that runs now only closes.
 		conns = append(conns, c.Conn)
 		delete(s.conns, c)
@@ -136,15 +147,13 @@ func closeNow(c net.Conn) {
 	}
 }
 
-// Close closes the connection and stops counting it in the drain. After a
-// goodbye on the handler's behalf the close lingers (goodbye.go): Close
-// returns at once, and the connection counts until the peer has closed its
-// side or the linger has timed out.
+// Close closes the connection and stops counting it in the drain. It never
+// waits for a write in progress: closing the connection ends the write, as
+// [net.Conn] promises. After a goodbye on the handler's behalf the close
+// lingers (goodbye.go): Close returns at once, and the connection counts
+// until the peer has closed its side or the drain's deadline has come.
 func (c *conn) Close() error {
-	if linger, again := c.lingerOnClose(); linger {
-		if !again {
-			go c.linger()
-		}
+	if c.ws.on && c.lingers() {
 		return nil
 	}
 	c.s.untrack(c)
@@ -154,7 +163,9 @@ func (c *conn) Close() error {
 // NetConn returns the hijacked connection underneath, as
 // [crypto/tls.Conn.NetConn] does: a *net.TCPConn, or a *tls.Conn on a TLS
 // server. Closing it directly bypasses the drain's count: close the conn
-// returned by Hijack instead.
+// returned by Hijack instead. Writing to it bypasses the websocket's frame
+// follower, so that a goodbye on the handler's behalf may then cut a frame
+// that was written there.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // ReadFrom uses the underlying connection's ReadFrom where it has one, but

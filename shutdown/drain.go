@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"time"
 )
 
 // Shutdown begins the drain, if it has not begun, and waits until no wrapped
@@ -18,59 +20,46 @@ import (
 // the middleware answers new requests with 503.
 //
 // Shutdown returns nil once nothing is left, at once if nothing runs when the
-// drain begins, even when ctx has already ended. If ctx ends first, during the
-// delay included, Shutdown begins the drain if it has not, closes every drain
-// signal still open, closes every tracked hijacked connection (unless
-// [WithForceClose](false)) and returns a [*DrainError] with the counts it saw
-// at that moment. It does not wait for handlers still running after that:
-// net/http owns them. Either way, with the [Shutdowner.ConnState] hook it
-// then closes the server connections on which no request has begun.
+// drain begins, even when ctx has already ended. If the time runs out first,
+// during the delay included, Shutdown begins the drain if it has not, closes
+// every drain signal still open, closes every tracked hijacked connection
+// (unless [WithForceClose](false)) and returns a [*DrainError] with the counts
+// it saw at that moment. The time runs out when ctx ends or, if ctx has a
+// deadline, shortly before it: early enough to close what is left by the
+// deadline (the end game: 50 ms and 100 µs for each connection left, at most
+// half the time left when the drain began), so that Shutdown returns by
+// then whatever the peers do. It does not wait for handlers still running
+// after that: net/http owns them. Either way, with the [Shutdowner.ConnState]
+// hook it then closes the server connections on which no request has begun.
+//
+// A drain whose handlers all finished still returns a [*DrainError], with a
+// nil Err, when goodbyes said on the handlers' behalf could not be written
+// (Unwritten): their clients saw their connections end without one.
 //
 // Shutdown is safe to call concurrently and repeatedly: every call waits on
-// the same delay and drain, each until its own ctx ends, and after a
+// the same delay and drain, each until its own time runs out, and after a
 // completed drain Shutdown returns nil at once. The callers share one drain,
-// so the first ctx to end force-closes the connections for all of them. It
-// panics if ctx is nil.
+// so the first whose time runs out force-closes the connections for all of
+// them. It panics if ctx is nil.
 func (s *Shutdowner) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		panic("shutdown: Shutdown called with a nil context")
 	}
-	s.init()
-	s.delay(ctx)
-	s.beginDrain(ctx)
-	defer s.closeUnstarted()
-	select {
-	case <-s.idle:
-		return nil // first, so that an ended ctx does not hide a finished drain
-	default:
-	}
-	select {
-	case <-s.idle:
-		return nil
-	case <-ctx.Done():
-	}
-	s.fireAll()
-	st := s.Stats()
-	if st.Active == 0 && st.Hijacked == 0 {
-		return nil // the drain finished as ctx ended
-	}
-	if !s.keepOpen {
-		s.deadlineGoodbyes()
-		s.forceClose()
-	}
-	return &DrainError{Active: st.Active, Hijacked: st.Hijacked, Err: ctx.Err()}
+	return s.drain(ctx, nil)
 }
 
 // ShutdownWithServer shuts srv down and drains s, and returns [errors.Join]
-// of [Shutdowner.Shutdown]'s error and srv.Shutdown's.
+// of [Shutdowner.Shutdown]'s error and the errors of srv.Shutdown and
+// srv.Close other than the end of ctx.
 //
 // srv keeps serving through the drain delay, if any. When the drain begins,
 // ShutdownWithServer calls srv.Shutdown, concurrently with the drain, so
-// that streaming handlers that srv.Shutdown waits for learn to stop. If ctx
-// ends before srv has shut down and force-close is on (the default),
-// ShutdownWithServer also calls srv.Close, which closes the connections of
-// handlers that are still running, as [Shutdowner.Shutdown] closes the
-// hijacked ones.
+// that streaming handlers that srv.Shutdown waits for learn to stop. It
+// returns once both are done. If the time runs out before srv has shut down
+// and force-close is on (the default), ShutdownWithServer calls srv.Close
+// in the end game, which closes the connections of handlers that are still
+// running, as [Shutdowner.Shutdown] closes the hijacked ones, and the
+// [*DrainError] counts srv in Servers.
 //
 // Requests that arrive once srv.Shutdown has closed its listeners are
 // refused by the operating system: a client that connects during the drain
@@ -92,37 +81,215 @@ func (s *Shutdowner) ShutdownWithServer(ctx context.Context, srv *http.Server) e
 	if ctx == nil {
 		panic("shutdown: ShutdownWithServer called with a nil context")
 	}
-	srvErr := make(chan error, 1)
-	go func() {
-		select {
-		case <-s.drainBegan():
-		case <-ctx.Done():
-		}
-		srvErr <- srv.Shutdown(ctx)
-	}()
-	err := s.Shutdown(ctx)
-	serr := <-srvErr
-	// Closed after the drain has taken its counts, which report the
-	// handlers that the close will end.
-	if serr != nil && ctx.Err() != nil && !s.keepOpen {
-		serr = errors.Join(serr, srv.Close())
+	return s.drain(ctx, []*http.Server{srv})
+}
+
+// Closing what is left at the end of a drain takes time: endGameBase for
+// the deadline's goodbyes (deadlineGoodbyeTimeout), and about 20 µs for each
+// connection on two idle cores, with its goodbye (BenchmarkForceClose).
+// endGameCost leaves room for a machine five times as busy, so that the end
+// game that begins endGameReserve before a deadline is over by then.
+const (
+	endGameBase = deadlineGoodbyeTimeout
+	endGameCost = 100 * time.Microsecond
+)
+
+// endGameReserve returns how long before its deadline a drain that has
+// left of its time, with st's counts, begins its end game: endGameBase and
+// endGameCost for each connection to close, at most half of left. The
+// connections are counted once each: the hijacked ones, and the server
+// connections with a request in progress or none begun (Open), or, without
+// the ConnState hook, the running handlers that did not hijack.
+func endGameReserve(left time.Duration, st Stats) time.Duration {
+	conns := st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0)
+	return max(min(endGameBase+time.Duration(conns)*endGameCost, left/2), 0)
+}
+
+// drain is Shutdown, with servers shut down alongside as by
+// ShutdownWithServer. servers have no nil entry.
+func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
+	s.init()
+	s.delay(ctx)
+	s.beginDrain(ctx)
+	defer s.closeUnstarted()
+	before := s.unwritten.Load()
+
+	// The time runs out at the end game's moment, which ctx's deadline
+	// sets, or when ctx ends.
+	var endGame <-chan time.Time
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline && !s.keepOpen {
+		left := time.Until(deadline)
+		t := time.NewTimer(left - endGameReserve(left, s.Stats()))
+		defer t.Stop()
+		endGame = t.C
 	}
-	return errors.Join(err, serr)
+	// The servers shut down under srvCtx, which the end game ends, so that
+	// their Shutdown returns at once rather than at its next poll.
+	srvCtx, endServers := context.WithCancel(ctx)
+	defer endServers()
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(servers))
+	for i, srv := range servers {
+		go func() { results <- result{i, srv.Shutdown(srvCtx)} }()
+	}
+	busy := make([]bool, len(servers)) // not shut down yet
+	for i := range busy {
+		busy[i] = true
+	}
+	var errs []error
+	gotResult := func(r result) {
+		if r.err != nil && srvCtx.Err() != nil && errors.Is(r.err, srvCtx.Err()) {
+			return // still busy when the time ran out
+		}
+		busy[r.i] = false
+		if r.err != nil {
+			errs = append(errs, r.err) // a listener's error, say
+		}
+	}
+	idle, waiting := s.idle, len(servers)
+	select {
+	case <-idle:
+		idle = nil // first, so that an ended ctx does not hide a finished drain
+		s.closeUnstarted()
+	default:
+	}
+	var timeUp error
+	for timeUp == nil && (idle != nil || waiting > 0) {
+		select {
+		case <-idle:
+			idle = nil
+			s.closeUnstarted() // which the servers' Shutdown waits for
+		case r := <-results:
+			waiting--
+			gotResult(r)
+		case <-ctx.Done():
+			timeUp = ctx.Err()
+		case <-endGame:
+			timeUp = context.DeadlineExceeded
+		}
+	}
+	if timeUp == nil {
+		return errors.Join(append([]error{s.lostGoodbyes(before)}, errs...)...)
+	}
+
+	s.fireAll()
+	st := s.Stats()
+	left := &DrainError{Active: st.Active, Hijacked: st.Hijacked, Open: st.Open, Err: timeUp}
+	if s.keepOpen {
+		s.forceClose(false) // the lingering closes are the Shutdowner's own
+	} else {
+		s.deadlineGoodbyes(endGameDeadline(deadline, hasDeadline, st))
+		s.forceClose(true)
+	}
+	endServers()
+	for ; waiting > 0; waiting-- {
+		gotResult(<-results)
+	}
+	for i, srv := range servers {
+		if !busy[i] {
+			continue
+		}
+		left.Servers++
+		if !s.keepOpen {
+			errs = append(errs, srv.Close())
+		}
+	}
+	st = s.Stats()
+	left.Unwritten = int(st.Unwritten - before)
+	left.Unanswered = int(st.Unanswered)
+	if left.Active == 0 && left.Hijacked == 0 && left.Servers == 0 {
+		// The drain finished as the time ran out.
+		return errors.Join(append([]error{s.lostGoodbyes(before)}, errs...)...)
+	}
+	return errors.Join(append([]error{left}, errs...)...)
 }
 
-// DrainError is the error of a drain whose context ended before it
-// completed.
+// endGameDeadline returns the deadline of the end game's goodbyes, which
+// begins now with st's counts: deadlineGoodbyeTimeout and
+// deadlineGoodbyeCost for each connection or, under a deadline that leaves
+// less than the end game's reserve, the goodbyes' share of what is left,
+// so that the closes still fit before it.
+func endGameDeadline(deadline time.Time, hasDeadline bool, st Stats) time.Time {
+	conns := time.Duration(st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0))
+	now := time.Now()
+	d := deadlineGoodbyeTimeout + conns*deadlineGoodbyeCost
+	if hasDeadline {
+		share := float64(d) / float64(endGameBase+conns*endGameCost)
+		d = min(d, time.Duration(float64(deadline.Sub(now))*share))
+	}
+	// A floor past the deadline, when little or nothing is left of it:
+	// goodbyes that are not blocked take microseconds.
+	return now.Add(max(d, deadlineGoodbyeFloor))
+}
+
+// deadlineGoodbyeFloor is the least time the end game's goodbyes get.
+const deadlineGoodbyeFloor = 10 * time.Millisecond
+
+// lostGoodbyes returns the error of a drain that completed, nil unless
+// goodbyes on the handlers' behalf could not be written since before.
+func (s *Shutdowner) lostGoodbyes(before uint64) error {
+	n := s.unwritten.Load() - before
+	if n == 0 {
+		return nil
+	}
+	return &DrainError{Unwritten: int(n)}
+}
+
+// DrainError is the error of a drain whose time ran out before it
+// completed, or that completed but could not say every goodbye on the
+// handlers' behalf.
 type DrainError struct {
-	Active   int   // wrapped handlers still running when the context ended
-	Hijacked int   // hijacked connections still open when the context ended
-	Err      error // the context's error
+	Active   int // wrapped handlers still running when the time ran out
+	Hijacked int // hijacked connections still open when the time ran out
+	// Open is the server connections, seen through [Shutdowner.ConnState],
+	// that were neither idle nor hijacked when the time ran out: zero
+	// without the hook.
+	Open int
+	// Servers is the servers of [Shutdowner.ShutdownWithServer] that had
+	// not shut down when the time ran out, and were closed.
+	Servers int
+	// Unwritten and Unanswered are the goodbyes of [Stats] of the same
+	// names: those that could not be written, and those written but not
+	// answered before their connections were closed at the deadline.
+	Unwritten  int
+	Unanswered int
+	// Err is the context's error, or context.DeadlineExceeded when the
+	// end game began before a deadline; nil for a drain that completed.
+	Err error
 }
 
-// Error states both counts and the context's error.
+// Error states the counts and the context's error.
 func (e *DrainError) Error() string {
-	return fmt.Sprintf("shutdown: %d %s and %d hijacked %s still open: %v",
-		e.Active, plural(e.Active, "handler", "handlers"),
-		e.Hijacked, plural(e.Hijacked, "connection", "connections"), e.Err)
+	var b strings.Builder
+	b.WriteString("shutdown: ")
+	if e.Err == nil {
+		b.WriteString("drained")
+	} else {
+		fmt.Fprintf(&b, "%d %s and %d hijacked %s still open",
+			e.Active, plural(e.Active, "handler", "handlers"),
+			e.Hijacked, plural(e.Hijacked, "connection", "connections"))
+	}
+	if e.Servers > 0 {
+		fmt.Fprintf(&b, ", %d %s not shut down", e.Servers, plural(e.Servers, "server", "servers"))
+		if e.Open > 0 {
+			fmt.Fprintf(&b, " (%d busy %s)", e.Open, plural(e.Open, "connection", "connections"))
+		}
+	}
+	if e.Unwritten > 0 {
+		fmt.Fprintf(&b, ", %d %s not written (the %s stopped reading)", e.Unwritten,
+			plural(e.Unwritten, "goodbye", "goodbyes"), plural(e.Unwritten, "peer", "peers"))
+	}
+	if e.Unanswered > 0 {
+		fmt.Fprintf(&b, ", %d %s unanswered", e.Unanswered, plural(e.Unanswered, "goodbye", "goodbyes"))
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
 }
 
 // Unwrap returns Err, so that errors.Is(err, context.DeadlineExceeded) holds

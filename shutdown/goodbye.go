@@ -2,7 +2,6 @@ package shutdown
 
 import (
 	"errors"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -41,9 +40,10 @@ const (
 
 var defaultGoodbye = closeFrame(DefaultGoodbyeCode, DefaultGoodbyeReason)
 
-// goodbyeTimeout bounds each wait of a goodbye on its peer: the write of
-// the close frame, the peer's answer before the Shutdowner closes the
-// connection itself, and the lingering close.
+// goodbyeTimeout bounds the write of a goodbye on a handler's behalf, and
+// how long the Shutdowner waits, once its close frame is written, for the
+// library underneath to close the connection before it begins the
+// lingering close itself.
 const goodbyeTimeout = time.Second
 
 // deadlineGoodbyeTimeout, plus deadlineGoodbyeCost for each connection,
@@ -51,9 +51,7 @@ const goodbyeTimeout = time.Second
 // before the connections are closed: past it, writes fail at once, and the
 // end game goes on to the closes. A write takes a few µs on two idle cores;
 // on a loaded machine the bound, not the count of goodbyes, is what holds, so
-// that the end game fits in the time fxshutdown leaves it (250 µs a
-// connection, of which the closes take 20 µs idle and several times that
-// under load).
+// that the end game fits in the time the drain keeps for it (endGameCost).
 const (
 	deadlineGoodbyeTimeout = 50 * time.Millisecond
 	deadlineGoodbyeCost    = 10 * time.Microsecond
@@ -74,20 +72,35 @@ func (s *Shutdowner) goodbyeFrame() []byte {
 // wsConn is the websocket part of a tracked conn, kept in the conn itself
 // and packed, so that an open websocket costs one small allocation
 // (TestConnMemory).
+//
+// mu is the write lock: held across every write to the connection, so that
+// f follows the bytes in the order they go out, and never by Close or by a
+// goodbye that would have to wait for it. A write may block for as long as
+// the peer does not read; Close does not wait for it (it closes the
+// connection, which ends the write, as net.Conn promises), and a goodbye
+// that finds the lock held leaves wsPending for the writer, which says it
+// at the next frame boundary once it gets through.
 type wsConn struct {
-	mu         sync.Mutex  // held across every write, so that f follows them in order
-	closeTimer *time.Timer // closes the connection if nobody does after the goodbye
-	f          frameFollower
+	mu sync.Mutex
+	f  frameFollower // guarded by mu
 
-	on      bool // the connection is a websocket; set before it is shared
-	pending bool // a goodbye waits for the next frame boundary
-	sent    bool // the Shutdowner's close frame has gone out
-	closing bool // a lingering close has begun, or the force-close after a deadline goodbye owns the close
+	state atomic.Uint32 // wsPending and the rest
+	on    bool          // the connection is a websocket; set before it is shared
 	// asked is set once application code has asked for the request's
-	// signal: atomic, because asking must not wait for a write that a
-	// slow peer holds up.
+	// signal.
 	asked atomic.Bool
 }
+
+// The bits of wsConn.state. wsSent and wsClosed exclude each other: a
+// goodbye claims the connection with wsSent only if its owner has not
+// closed it, and Close marks it wsClosed only if no goodbye went out.
+const (
+	wsPending  = 1 << iota // a goodbye waits for the writer to reach a frame boundary
+	wsSent                 // the Shutdowner's close frame has been written, or is being: no other byte goes out
+	wsAwaiting             // sent on a signal, the goodbye awaits the peer's answer (unanswered if closed at a deadline)
+	wsLinger               // the lingering close has begun, or the force-close that follows a deadline goodbye owns the close
+	wsClosed               // closed by its owner with no goodbye sent, or by the Shutdowner after a goodbye it could not write
+)
 
 // isWebSocket reports whether h asks to upgrade to websocket.
 func isWebSocket(h http.Header) bool {
@@ -111,18 +124,22 @@ func (c *conn) Write(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.sent {
-		return 0, ErrGoodbyeSent
-	}
-	if !w.pending {
-		n, err := c.Conn.Write(p)
+	var n int
+	var err error
+	switch st := w.state.Load(); {
+	case st&wsSent != 0:
+		err = ErrGoodbyeSent
+	case st&wsPending == 0:
+		n, err = c.Conn.Write(p)
 		w.f.follow(p[:n])
-		return n, err
+	default:
+		n, err = writeToGoodbye(&w.f, c.Conn.Write, p, c.sendGoodbye)
 	}
-	return writeToGoodbye(&w.f, c.Conn.Write, p, func() {
-		c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
-	})
+	w.mu.Unlock()
+	if w.state.Load()&(wsPending|wsSent) == wsPending {
+		c.tryGoodbye() // asked for while this write held the lock
+	}
+	return n, err
 }
 
 // A boundaryFollower follows the units of a protocol in the bytes written:
@@ -154,48 +171,110 @@ func writeToGoodbye(f boundaryFollower, write func([]byte) (int, error), p []byt
 	return n, nil
 }
 
-// sendGoodbye writes the Shutdowner's close frame now if the stream is at a
-// frame boundary and has had no close frame; otherwise, if wait is set, it
-// leaves the goodbye to the write that reaches the next boundary. Sent on a
-// signal (wait set), the goodbye is followed by a close of the connection
-// if nobody closes it within goodbyeTimeout. c.ws.mu must be held.
-func (c *conn) sendGoodbye(deadline time.Time, wait bool) {
+// sendGoodbye writes the Shutdowner's close frame if the stream is at a
+// frame boundary, has had no close frame and has not been closed; otherwise
+// a pending goodbye stays pending, for the write that reaches the next
+// boundary. c.ws.mu must be held.
+//
+// Before the end game (a goodbye on the handler's behalf), a frame that
+// cannot be written within goodbyeTimeout, or before the end game's cap,
+// counts as unwritten and the connection is closed at once: its peer has
+// stopped reading, and would hold the drain to its deadline. Once written,
+// the goodbye awaits the peer's answer, and if nobody closes the
+// connection within goodbyeTimeout the lingering close begins. In the end
+// game, the force-close follows at once and owns the close.
+func (c *conn) sendGoodbye() {
 	w := &c.ws
 	frame := c.s.goodbyeFrame()
-	if w.sent || w.f.closed || w.closing || frame == nil {
+	if frame == nil || w.f.closed {
+		w.state.And(^uint32(wsPending)) // the handler said its own
 		return
 	}
 	if !w.f.atBoundary() {
-		w.pending = wait
 		return
 	}
-	w.pending = false
-	w.sent = true // from here no write reaches the peer, whatever this one does
-	_ = c.SetWriteDeadline(deadline)
-	if _, err := c.Conn.Write(frame); err != nil {
-		return
+	for {
+		st := w.state.Load()
+		if st&(wsSent|wsClosed) != 0 {
+			return
+		}
+		if w.state.CompareAndSwap(st, (st|wsSent)&^wsPending) {
+			break
+		}
 	}
-	c.s.goodbyes.Add(1)
-	if wait {
-		w.closeTimer = time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() })
-	} else {
-		// The force-close follows at once: the owner's Close, which
-		// the deadline may wake it to make, leaves it to that.
-		w.closing = true
+	endGame := c.s.setGoodbyeDeadline(c.Conn)
+	n, err := c.Conn.Write(frame)
+	switch {
+	case err != nil || n < len(frame):
+		if !endGame {
+			c.abandon()
+		}
+	case endGame:
+		c.s.goodbyes.Add(1)
+		w.state.Or(wsLinger)
+	default:
+		c.s.goodbyes.Add(1)
+		w.state.Or(wsAwaiting)
+		time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() }) // a no-op once the owner's Close has begun the linger
 	}
+}
+
+// abandon closes the connection after a goodbye that could not be
+// written, and counts the goodbye as unwritten unless the connection had
+// been closed meanwhile.
+func (c *conn) abandon() {
+	c.ws.state.Or(wsClosed)
+	if c.s.untrack(c) {
+		c.s.unwritten.Add(1)
+	}
+	closeNow(c.Conn)
+}
+
+// setGoodbyeDeadline sets the write deadline of a goodbye on nc: within
+// goodbyeTimeout, and never past the end game's cap. It reports whether the
+// end game has begun.
+func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool) {
+	d := time.Now().Add(goodbyeTimeout)
+	limit := s.goodbyeCap.Load()
+	if limit != 0 && limit < d.UnixNano() {
+		d = time.Unix(0, limit)
+	}
+	_ = nc.SetWriteDeadline(d) // a failure shows in the write
+	// The end game stores its cap before it shortens the deadlines of
+	// the writes it finds in progress: if it stored it after the load
+	// above, it may have shortened this deadline before it was set.
+	if now := s.goodbyeCap.Load(); now != limit {
+		limit = now
+		_ = nc.SetWriteDeadline(time.Unix(0, limit))
+	}
+	return limit != 0
 }
 
 // goodbye says goodbye on the handler's behalf, unless the connection is
 // closed or application code has asked for a drain signal since the
-// goodbye was scheduled.
+// goodbye was scheduled. It never waits for a write in progress: it leaves
+// the goodbye pending for that write to say.
 func (c *conn) goodbye() {
-	c.ws.mu.Lock()
-	defer c.ws.mu.Unlock()
-	if c.ws.asked.Load() || c.s.hubAsked.Load() {
+	w := &c.ws
+	if w.asked.Load() || c.s.hubAsked.Load() || w.state.Load()&(wsSent|wsClosed) != 0 {
 		return
 	}
-	// A connection closed meanwhile fails the write, and counts nothing.
-	c.sendGoodbye(time.Now().Add(goodbyeTimeout), true)
+	w.state.Or(wsPending)
+	c.tryGoodbye()
+}
+
+// tryGoodbye says a pending goodbye now if no write holds the lock, and the
+// stream is at a frame boundary. If a write holds it, that write says it
+// (Write looks for wsPending once it has let go of the lock).
+func (c *conn) tryGoodbye() {
+	w := &c.ws
+	if !w.mu.TryLock() {
+		return
+	}
+	if w.state.Load()&wsPending != 0 {
+		c.sendGoodbye()
+	}
+	w.mu.Unlock()
 }
 
 // onBehalf reports whether c gets a goodbye on its handler's behalf when
@@ -238,20 +317,25 @@ func (s *Shutdowner) lateGoodbye(g goodbyer) {
 
 // deadlineGoodbyes sends a close frame, at a frame boundary, to every
 // tracked websocket that has had none, and returns when each has been
-// written or has failed: the end game of a drain, before the force-close.
-func (s *Shutdowner) deadlineGoodbyes() {
+// written or has failed, by deadline at the latest: the end game of a
+// drain, before the force-close. It waits for no write of a handler's: a
+// connection whose write lock is held gets its goodbye pending, and the
+// write in progress is given deadline, so that one blocked on a peer that
+// stopped reading fails by then, and the force-close that follows closes
+// the connection whatever the write does.
+func (s *Shutdowner) deadlineGoodbyes(deadline time.Time) {
 	if s.goodbyeFrame() == nil {
 		return
 	}
+	s.goodbyeCap.Store(deadline.UnixNano())
 	s.mu.Lock()
 	var ws []*conn
 	for c := range s.conns {
-		if c.ws.on {
+		if c.ws.on && c.ws.state.Load()&(wsSent|wsClosed) == 0 {
 			ws = append(ws, c)
 		}
 	}
 	s.mu.Unlock()
-	deadline := time.Now().Add(deadlineGoodbyeTimeout + time.Duration(len(ws))*deadlineGoodbyeCost)
 	// A few workers rather than a goroutine each: the writes rarely
 	// block, and thousands of goroutines only queue for two cores.
 	var wg sync.WaitGroup
@@ -259,14 +343,13 @@ func (s *Shutdowner) deadlineGoodbyes() {
 	for range min(len(ws), 4*runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for c := range next {
-				if !c.ws.mu.TryLock() {
-					// A write holds the lock, blocked perhaps on a
-					// peer that stopped reading: the deadline wakes it.
+				c.ws.state.Or(wsPending)
+				if c.ws.mu.TryLock() {
+					c.sendGoodbye()
+					c.ws.mu.Unlock()
+				} else {
 					_ = c.SetWriteDeadline(deadline)
-					c.ws.mu.Lock()
 				}
-				c.sendGoodbye(deadline, false)
-				c.ws.mu.Unlock()
 			}
 		})
 	}
@@ -277,40 +360,83 @@ func (s *Shutdowner) deadlineGoodbyes() {
 	wg.Wait()
 }
 
-// lingerOnClose reports whether Close should close the connection with a
-// lingering close, because the Shutdowner said goodbye on it, and marks
-// that close as begun.
-func (c *conn) lingerOnClose() (linger, again bool) {
+// lingers reports whether Close leaves the connection to a lingering
+// close, because the Shutdowner's goodbye went out on it, and begins that
+// close on the first call. Otherwise it marks the connection closed, so
+// that no goodbye goes out on it from then on.
+func (c *conn) lingers() bool {
 	w := &c.ws
-	if !w.on {
-		return false, false
+	for {
+		st := w.state.Load()
+		switch {
+		case st&wsClosed != 0:
+			return false
+		case st&wsSent == 0:
+			if w.state.CompareAndSwap(st, st|wsClosed) {
+				return false
+			}
+		case st&wsLinger != 0:
+			return true
+		default:
+			if w.state.CompareAndSwap(st, st|wsLinger) {
+				go c.linger()
+				return true
+			}
+		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.sent {
-		return false, false
-	}
-	if w.closeTimer != nil {
-		w.closeTimer.Stop()
-	}
-	again = w.closing
-	w.closing = true
-	return true, again
 }
 
 // linger closes the connection after a goodbye: it half-closes it, so that
-// the peer reads the close frame and then the end of the stream, reads and
-// discards what the peer still sends until it closes its side or
-// goodbyeTimeout passes, and only then closes it. Closing with unread data
-// would answer the peer with a reset, which may discard the close frame
-// before the peer reads it. The connection counts in the drain until then.
+// the peer reads the close frame and then the end of the stream, and reads
+// and discards what the peer still sends until the peer closes its side.
+// It waits as long as the peer shows life, however long it takes to read
+// what was queued before the close frame: input, or, where the system tells
+// (unsent), more of what was sent acknowledged. A second without either
+// ends the wait: the goodbye is delivered if the peer's TCP has
+// acknowledged all of it, and unanswered if not. The force-close at the
+// drain's deadline ends the wait too. Only then does linger close the
+// connection. Closing with unread input would answer the peer with a
+// reset, which discards what it has not read yet, close frame included.
+// The connection counts in the drain until then.
 func (c *conn) linger() {
-	if cw, ok := bottom(c.Conn).(interface{ CloseWrite() error }); ok {
+	w := &c.ws
+	w.mu.Lock() // the goodbye's write, bounded by its deadline, has ended
+	abandoned := w.state.Load()&wsClosed != 0
+	w.mu.Unlock()
+	if abandoned {
+		return
+	}
+	b := bottom(c.Conn)
+	if cw, ok := b.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite() // errors tell nothing: the close follows
 	}
-	_ = c.SetReadDeadline(time.Now().Add(goodbyeTimeout))
-	_, _ = io.Copy(io.Discard, readerOnly{c.Conn})
-	c.s.untrack(c)
+	var buf [512]byte
+	last, answered := unsent(b), false
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(goodbyeTimeout))
+		n, err := c.Conn.Read(buf[:])
+		if n > 0 || err == nil {
+			continue // the peer is alive
+		}
+		if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
+			// The peer's end of the stream (its answer, or an end
+			// without one), a reset, or the force-close.
+			answered = true
+			break
+		}
+		q := unsent(b)
+		if q == 0 {
+			answered = true // delivered, if not answered
+			break
+		}
+		if q < 0 || q >= last {
+			break // no sign of life for a second
+		}
+		last = q
+	}
+	if c.s.untrack(c) && !answered {
+		c.s.unanswered.Add(1)
+	}
 	_ = c.Conn.Close()
 }
 

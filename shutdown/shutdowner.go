@@ -37,9 +37,15 @@ type Shutdowner struct {
 	// operation that made it so.
 	state atomic.Int64
 
-	rejected atomic.Uint64
-	forced   atomic.Uint64
-	goodbyes atomic.Uint64
+	rejected   atomic.Uint64
+	forced     atomic.Uint64
+	goodbyes   atomic.Uint64
+	unwritten  atomic.Uint64
+	unanswered atomic.Uint64
+
+	// goodbyeCap, in Unix nanoseconds, is the latest write deadline a
+	// goodbye may have once the end game of a drain has begun; zero before.
+	goodbyeCap atomic.Int64
 
 	// hubAsked is set once application code has called Draining: it
 	// paces its goodbyes itself, and gets none on its behalf.
@@ -110,6 +116,9 @@ func (s *Shutdowner) Draining() <-chan struct{} {
 
 func init() {
 	drainsignal.Began = func(s any) <-chan struct{} { return s.(*Shutdowner).drainBegan() }
+	drainsignal.Drain = func(ctx context.Context, s any, servers []*http.Server) error {
+		return s.(*Shutdowner).drain(ctx, servers)
+	}
 }
 
 // drainBegan is Draining for this module's own waits, which do not stop
@@ -129,6 +138,17 @@ type Stats struct {
 	Goodbyes uint64 // goodbyes sent on the handlers' behalf: websocket close frames and ended event streams
 	Draining bool   // a drain has begun
 
+	// Unwritten counts the goodbyes on the handlers' behalf that could
+	// not be written within a second, because the peer had stopped
+	// reading: the Shutdowner closed those connections at once, and their
+	// clients see an abnormal end (1006, or a broken stream).
+	Unwritten uint64
+	// Unanswered counts the websocket goodbyes, written on the handlers'
+	// behalf, whose peers had neither answered nor closed when the
+	// Shutdowner closed their connections at a deadline: those clients
+	// may not have read the close frame.
+	Unanswered uint64
+
 	// Open counts the server connections, seen through
 	// [Shutdowner.ConnState], that are neither idle nor hijacked: a
 	// request is being served on them, or none has begun yet (the client
@@ -137,8 +157,8 @@ type Stats struct {
 }
 
 // Stats returns the current counts. Active and Hijacked are taken together, at
-// one instant, and Open just after; Rejected, Forced and Goodbyes are totals
-// since the Shutdowner was made.
+// one instant, and Open just after; Rejected, Forced, Goodbyes, Unwritten and
+// Unanswered are totals since the Shutdowner was made.
 func (s *Shutdowner) Stats() Stats {
 	s.mu.Lock()
 	state := s.state.Load()
@@ -152,6 +172,9 @@ func (s *Shutdowner) Stats() Stats {
 		Goodbyes: s.goodbyes.Load(),
 		Draining: state&drainingBit != 0,
 		Open:     s.openServerConns(),
+
+		Unwritten:  s.unwritten.Load(),
+		Unanswered: s.unanswered.Load(),
 	}
 }
 

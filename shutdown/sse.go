@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,21 +27,28 @@ import (
 // stagger window.
 const retrySpread = 5 * time.Second
 
-// eventStream is the event-stream part of a request.
+// eventStream is the event-stream part of a request. Like a websocket's
+// (goodbye.go), its goodbye never waits for the handler's write: mu is held
+// across the handler's writes and flushes, and a goodbye that finds it held
+// leaves streamPending for the writer to say once it gets through.
 type eventStream struct {
-	mu sync.Mutex // held across the handler's writes and flushes, and the goodbye
-	f  eventFollower
-	w  http.ResponseWriter // the writer the middleware wraps
-
-	pending bool // a goodbye waits for the next event boundary
-	sent    bool // the goodbye has gone out: writes fail
-	done    bool // the handler has returned: nothing may be written
+	mu    sync.Mutex // held across the handler's writes and flushes, and the goodbye
+	f     eventFollower
+	w     http.ResponseWriter // the writer the middleware wraps
+	state atomic.Uint32       // streamPending, streamSent, streamDone
 
 	// ctx is the request's context from the moment the stream began: the
 	// request's own, cancelled by the goodbye.
 	ctx    context.Context
 	cancel context.CancelFunc
 }
+
+// The bits of eventStream.state.
+const (
+	streamPending = 1 << iota // a goodbye waits for the next event boundary
+	streamSent                // the goodbye has gone out, or failed: writes fail
+	streamDone                // the handler has returned: nothing may be written
+)
 
 // eventFollower follows the lines of an event stream, as the
 // HTML standard's parser reads them, to tell where an event ends: after an
@@ -77,7 +85,9 @@ func (f *eventFollower) byte(b byte) {
 func (f *eventFollower) atBoundary() bool { return f.atEvent }
 
 // toBoundary returns how many bytes of p come before the first event
-// boundary in it, or len(p); zero when f is at one now. It does not move f.
+// boundary in it, or len(p); zero when f is at one now. A boundary that
+// ends with a CR takes the LF that follows it in p: a CRLF is one line
+// ending, and nothing may come between its two bytes. It does not move f.
 func (f *eventFollower) toBoundary(p []byte) int {
 	if f.atBoundary() {
 		return 0
@@ -86,6 +96,9 @@ func (f *eventFollower) toBoundary(p []byte) int {
 	for i, b := range p {
 		g.byte(b)
 		if g.atBoundary() {
+			if g.afterCR && i+1 < len(p) && p[i+1] == '\n' {
+				return i + 2
+			}
 			return i + 1
 		}
 	}
@@ -139,8 +152,8 @@ func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
 // closeStream stops following c's stream as its handler returns: no
 // goodbye may write to the response from then on.
 func (s *Shutdowner) closeStream(c *requestContext, st *eventStream) {
-	st.mu.Lock()
-	st.done = true
+	st.mu.Lock() // a goodbye's write, bounded by its deadline, has ended
+	st.state.Or(streamDone)
 	st.mu.Unlock()
 	st.cancel()
 	s.mu.Lock()
@@ -151,7 +164,8 @@ func (s *Shutdowner) closeStream(c *requestContext, st *eventStream) {
 
 // goodbye ends c's stream on its handler's behalf, unless the handler has
 // returned or application code has asked for a drain signal since the
-// goodbye was scheduled.
+// goodbye was scheduled. It never waits for a write in progress: it leaves
+// the goodbye pending for that write to say.
 func (c *requestContext) goodbye() {
 	s := c.s
 	s.mu.Lock()
@@ -162,31 +176,73 @@ func (c *requestContext) goodbye() {
 		return
 	}
 	st := c.stream.Load()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	c.endStream(st, true)
+	st.state.Or(streamPending)
+	st.tryEnd(c)
 }
 
-// endStream writes the retry field and ends the stream now if it is
-// between events; otherwise, if wait is set, it leaves that to the write
-// that ends the current event. st.mu must be held.
-func (c *requestContext) endStream(st *eventStream, wait bool) {
-	if st.sent || st.done {
+// tryEnd ends the stream now if a goodbye is pending, no write holds the
+// lock and the stream is between events. If a write holds it, that write
+// says it once it lets go of the lock.
+func (st *eventStream) tryEnd(c *requestContext) {
+	if !st.mu.TryLock() {
 		return
 	}
+	if st.state.Load()&streamPending != 0 {
+		c.endStream(st)
+	}
+	st.mu.Unlock()
+}
+
+// afterWrite is what the handler's write or flush does once it has let go
+// of the lock: say the goodbye asked for meanwhile.
+func (st *eventStream) afterWrite(c *requestContext) {
+	if st.state.Load()&(streamPending|streamSent|streamDone) == streamPending {
+		st.tryEnd(c)
+	}
+}
+
+// endStream writes the retry field and ends the stream if it is between
+// events; otherwise the goodbye stays pending for the write that ends the
+// current event. The retry field is written within goodbyeTimeout, or the
+// end game's cap: a stream whose peer stopped reading counts it as
+// unwritten. Either way the request's context is cancelled. st.mu must be
+// held.
+func (c *requestContext) endStream(st *eventStream) {
 	if !st.f.atBoundary() {
-		st.pending = wait
 		return
 	}
-	st.pending, st.sent = false, true
+	for {
+		v := st.state.Load()
+		if v&(streamSent|streamDone) != 0 {
+			return
+		}
+		if st.state.CompareAndSwap(v, (v|streamSent)&^streamPending) {
+			break
+		}
+	}
 	s := c.s
 	spread := retrySpread
 	if s.stagger > 0 {
 		spread = s.stagger
 	}
 	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n\n"
-	if _, err := io.WriteString(st.w, retry); err == nil && http.NewResponseController(st.w).Flush() == nil {
+	if st.f.afterCR {
+		// The last line ended with a CR: an LF completes it as a CRLF,
+		// and after a CR alone it means nothing more, so that a reader
+		// that splits lines on LF alone reads this one whole.
+		retry = "\n" + retry
+	}
+	rc := http.NewResponseController(st.w)
+	d := time.Now().Add(goodbyeTimeout)
+	if limit := s.goodbyeCap.Load(); limit != 0 && limit < d.UnixNano() {
+		d = time.Unix(0, limit)
+	}
+	_ = rc.SetWriteDeadline(d) // not every writer can; the write then has the server's
+	if _, err := io.WriteString(st.w, retry); err == nil && rc.Flush() == nil {
 		s.goodbyes.Add(1)
+		_ = rc.SetWriteDeadline(time.Time{}) // the end of the response, and a next request on the connection, have the server's
+	} else {
+		s.unwritten.Add(1)
 	}
 	st.cancel()
 	var notify func()
@@ -204,26 +260,32 @@ func (c *requestContext) endStream(st *eventStream, wait bool) {
 // the goodbye's part.
 func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.sent {
-		return 0, ErrGoodbyeSent
-	}
-	if !st.pending {
-		n, err := st.w.Write(p)
+	var n int
+	var err error
+	switch v := st.state.Load(); {
+	case v&streamSent != 0:
+		err = ErrGoodbyeSent
+	case v&streamPending == 0:
+		n, err = st.w.Write(p)
 		st.f.follow(p[:n])
-		return n, err
+	default:
+		n, err = writeToGoodbye(&st.f, st.w.Write, p, func() { c.endStream(st) })
 	}
-	return writeToGoodbye(&st.f, st.w.Write, p, func() { c.endStream(st, true) })
+	st.mu.Unlock()
+	st.afterWrite(c)
+	return n, err
 }
 
 // flush flushes the stream unless it has ended.
 func (st *eventStream) flush(b *base, withError bool) error {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.sent {
-		return nil
+	var err error
+	if st.state.Load()&streamSent == 0 {
+		err = b.flushInner(withError)
 	}
-	return b.flushInner(withError)
+	st.mu.Unlock()
+	st.afterWrite(&b.ctx)
+	return err
 }
 
 // Done returns the stream's context's Done once the response has become an

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package shutdown
+
+import "net"
+
+// unsent returns -1: this system does not tell how much of what was
+// written to c its peer has acknowledged.
+func unsent(net.Conn) int { return -1 }
