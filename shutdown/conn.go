@@ -153,7 +153,7 @@ func closeNow(c net.Conn) {
 // lingers (goodbye.go): Close returns at once, and the connection counts
 // until the peer has closed its side or the drain's deadline has come.
 func (c *conn) Close() error {
-	if c.ws.on && c.lingers() {
+	if c.ws.on && c.lingers(true) {
 		return nil
 	}
 	c.s.untrack(c)

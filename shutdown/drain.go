@@ -112,7 +112,7 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 	s.delay(ctx)
 	s.beginDrain(ctx)
 	defer s.closeUnstarted()
-	before := s.unwritten.Load()
+	before := s.lost()
 
 	// The time runs out at the end game's moment, which ctx's deadline
 	// sets, or when ctx ends.
@@ -198,9 +198,9 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 			errs = append(errs, srv.Close())
 		}
 	}
-	st = s.Stats()
-	left.Unwritten = int(st.Unwritten - before)
-	left.Unanswered = int(st.Unanswered)
+	now := s.lost()
+	left.Unwritten = int(now.unwritten - before.unwritten)
+	left.Unanswered = int(now.unanswered - before.unanswered)
 	if left.Active == 0 && left.Hijacked == 0 && left.Servers == 0 {
 		// The drain finished as the time ran out.
 		return errors.Join(append([]error{s.lostGoodbyes(before)}, errs...)...)
@@ -230,14 +230,20 @@ func endGameDeadline(deadline time.Time, hasDeadline bool, st Stats) time.Time {
 const deadlineGoodbyeFloor = 10 * time.Millisecond
 
 // lostGoodbyes returns the error of a drain that completed, nil unless
-// goodbyes on the handlers' behalf could not be written since before.
-func (s *Shutdowner) lostGoodbyes(before uint64) error {
-	n := s.unwritten.Load() - before
-	if n == 0 {
+// goodbyes on the handlers' behalf could not be written since before, or
+// went unanswered.
+func (s *Shutdowner) lostGoodbyes(before lost) error {
+	now := s.lost()
+	if now == before {
 		return nil
 	}
-	return &DrainError{Unwritten: int(n)}
+	return &DrainError{Unwritten: int(now.unwritten - before.unwritten), Unanswered: int(now.unanswered - before.unanswered)}
 }
+
+// lost is the counts of goodbyes that did not reach their peers.
+type lost struct{ unwritten, unanswered uint64 }
+
+func (s *Shutdowner) lost() lost { return lost{s.unwritten.Load(), s.unanswered.Load()} }
 
 // DrainError is the error of a drain whose time ran out before it
 // completed, or that completed but could not say every goodbye on the

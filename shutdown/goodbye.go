@@ -100,6 +100,7 @@ const (
 	wsAwaiting             // sent on a signal, the goodbye awaits the peer's answer (unanswered if closed at a deadline)
 	wsLinger               // the lingering close has begun, or the force-close that follows a deadline goodbye owns the close
 	wsClosed               // closed by its owner with no goodbye sent, or by the Shutdowner after a goodbye it could not write
+	wsBroken               // a write failed: the frame it was writing may never be finished
 )
 
 // isWebSocket reports whether h asks to upgrade to websocket.
@@ -134,6 +135,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		w.f.follow(p[:n])
 	default:
 		n, err = writeToGoodbye(&w.f, c.Conn.Write, p, c.sendGoodbye)
+	}
+	if err != nil && !errors.Is(err, ErrGoodbyeSent) {
+		w.state.Or(wsBroken)
 	}
 	w.mu.Unlock()
 	if w.state.Load()&(wsPending|wsSent) == wsPending {
@@ -190,8 +194,16 @@ func (c *conn) sendGoodbye() {
 		w.state.And(^uint32(wsPending)) // the handler said its own
 		return
 	}
+	broken := false
 	if !w.f.atBoundary() {
-		return
+		// A write that failed inside a frame leaves the stream where
+		// no close frame can go: a goodbye on the handler's behalf
+		// cannot be said, and the connection is closed now rather than
+		// at the deadline.
+		if w.state.Load()&wsBroken == 0 || c.s.goodbyeCap.Load() != 0 {
+			return
+		}
+		broken = true
 	}
 	for {
 		st := w.state.Load()
@@ -201,6 +213,10 @@ func (c *conn) sendGoodbye() {
 		if w.state.CompareAndSwap(st, (st|wsSent)&^wsPending) {
 			break
 		}
+	}
+	if broken {
+		c.abandon()
+		return
 	}
 	endGame := c.s.setGoodbyeDeadline(c.Conn)
 	n, err := c.Conn.Write(frame)
@@ -215,7 +231,12 @@ func (c *conn) sendGoodbye() {
 	default:
 		c.s.goodbyes.Add(1)
 		w.state.Or(wsAwaiting)
-		time.AfterFunc(goodbyeTimeout, func() { _ = c.Close() }) // a no-op once the owner's Close has begun the linger
+		sent, q := time.Now(), unsent(bottom(c.Conn))
+		time.AfterFunc(goodbyeTimeout, func() {
+			if c.lingers(false) { // not once the owner's Close has begun the linger
+				c.linger(sent, q)
+			}
+		})
 	}
 }
 
@@ -360,11 +381,13 @@ func (s *Shutdowner) deadlineGoodbyes(deadline time.Time) {
 	wg.Wait()
 }
 
-// lingers reports whether Close leaves the connection to a lingering
-// close, because the Shutdowner's goodbye went out on it, and begins that
-// close on the first call. Otherwise it marks the connection closed, so
-// that no goodbye goes out on it from then on.
-func (c *conn) lingers() bool {
+// lingers reports whether the connection is left to a lingering close,
+// because the Shutdowner's goodbye went out on it. The first call that
+// reports so begins that close, in a goroutine of its own if spawn is set;
+// without spawn it reports true to the first call only, which runs the
+// linger itself. Once no goodbye can go out, lingers marks the connection
+// closed, so that none does from then on.
+func (c *conn) lingers(spawn bool) bool {
 	w := &c.ws
 	for {
 		st := w.state.Load()
@@ -376,10 +399,12 @@ func (c *conn) lingers() bool {
 				return false
 			}
 		case st&wsLinger != 0:
-			return true
+			return spawn
 		default:
 			if w.state.CompareAndSwap(st, st|wsLinger) {
-				go c.linger()
+				if spawn {
+					go c.linger(time.Now(), -1)
+				}
 				return true
 			}
 		}
@@ -392,13 +417,14 @@ func (c *conn) lingers() bool {
 // It waits as long as the peer shows life, however long it takes to read
 // what was queued before the close frame: input, or, where the system tells
 // (unsent), more of what was sent acknowledged. A second without either
-// ends the wait: the goodbye is delivered if the peer's TCP has
-// acknowledged all of it, and unanswered if not. The force-close at the
-// drain's deadline ends the wait too. Only then does linger close the
-// connection. Closing with unread input would answer the peer with a
-// reset, which discards what it has not read yet, close frame included.
-// The connection counts in the drain until then.
-func (c *conn) linger() {
+// since the last sign, or since the goodbye (quiet is then when it went out,
+// and unacked what was unacknowledged of it), ends the wait: the goodbye is
+// delivered if the peer's TCP has acknowledged all of it, and unanswered if
+// not. The force-close at the drain's deadline ends the wait too. Only then
+// does linger close the connection. Closing with unread input would answer
+// the peer with a reset, which discards what it has not read yet, close
+// frame included. The connection counts in the drain until then.
+func (c *conn) linger(quiet time.Time, unacked int) {
 	w := &c.ws
 	w.mu.Lock() // the goodbye's write, bounded by its deadline, has ended
 	abandoned := w.state.Load()&wsClosed != 0
@@ -410,13 +436,18 @@ func (c *conn) linger() {
 	if cw, ok := b.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite() // errors tell nothing: the close follows
 	}
+	if unacked < 0 {
+		unacked = unsent(b)
+	}
 	var buf [512]byte
-	last, answered := unsent(b), false
+	answered := false
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(goodbyeTimeout))
+		// At least a moment, to read what already waits.
+		_ = c.SetReadDeadline(later(quiet.Add(goodbyeTimeout), time.Now().Add(10*time.Millisecond)))
 		n, err := c.Conn.Read(buf[:])
 		if n > 0 || err == nil {
-			continue // the peer is alive
+			quiet = time.Now() // the peer is alive
+			continue
 		}
 		if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
 			// The peer's end of the stream (its answer, or an end
@@ -429,15 +460,25 @@ func (c *conn) linger() {
 			answered = true // delivered, if not answered
 			break
 		}
-		if q < 0 || q >= last {
+		if q >= 0 && q < unacked {
+			quiet, unacked = time.Now(), q
+			continue
+		}
+		if time.Since(quiet) >= goodbyeTimeout {
 			break // no sign of life for a second
 		}
-		last = q
 	}
 	if c.s.untrack(c) && !answered {
 		c.s.unanswered.Add(1)
 	}
 	_ = c.Conn.Close()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // bottom returns the connection at the bottom of c's NetConn chain.

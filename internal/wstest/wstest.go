@@ -195,3 +195,31 @@ func WaitUntil(t testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Floods returns a gorilla handler that knows nothing of the drain and
+// writes 1 KB messages as fast as its peer takes them, reading in a
+// goroutine of its own as gorilla requires, until a write fails; then it
+// closes the connection. connected receives once each connection is up.
+func Floods(connected chan<- struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		go func() {
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+		connected <- struct{}{}
+		msg := make([]byte, 1024)
+		for {
+			if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,304 @@
+package shutdown_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coder "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
+
+	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/shutdown"
+)
+
+// Peers that stop reading, or read slowly: the wrapper is never worse than
+// bare net/http, and every deadline holds whatever the peers do.
+
+// stuckServer serves h, with small send buffers, over TLS if tlsOn, and
+// returns the server and its websocket URL and TLS configuration for
+// wstest.DialStuck.
+func stuckServer(t testing.TB, h http.Handler, tlsOn bool) (ts *httptest.Server, url string, cfg *tls.Config) {
+	t.Helper()
+	ts = httptest.NewUnstartedServer(h)
+	ts.Listener = wstest.SmallSendBuffers(ts.Listener)
+	if tlsOn {
+		ts.StartTLS()
+		cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
+	} else {
+		ts.Start()
+	}
+	t.Cleanup(ts.Close)
+	return ts, "ws" + ts.URL[len("http"):], cfg
+}
+
+// dialStuckPeers opens n stuck peers to url, a few at a time.
+func dialStuckPeers(t testing.TB, url string, cfg *tls.Config, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan struct{})
+	errs := make(chan error, n)
+	for range min(n, 8) {
+		wg.Go(func() {
+			for range next {
+				c, err := wstest.OpenStuck(url, cfg)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+		})
+	}
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// waitStalled returns once *progress, counting a handler's writes, has not
+// moved for 100 ms: its write is blocked on a peer that stopped reading.
+func waitStalled(t testing.TB, progress *atomic.Int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := int64(-1)
+	for {
+		now := progress.Load()
+		if now == last && now > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the handler's writes did not block")
+		}
+		last = now
+		time.Sleep(100 * time.Millisecond) // nothing announces a write that blocks
+	}
+}
+
+// A write blocked on a peer that stopped reading, no drain begun: the
+// handler's Close, or a library's write timeout, ends it as soon through
+// the middleware as bare, and the connection is no longer counted.
+func TestCloseUnblocksStuckWrite(t *testing.T) {
+	msg := make([]byte, 1024)
+	frame := append([]byte{0x82, 126, 4, 0}, msg...) // a binary frame of 1 KB
+	shapes := []struct {
+		name string
+		// handler writes until its write fails, counting its writes,
+		// and sends how long the failing write ran after close was
+		// closed (or, for coder, after it began).
+		handler func(progress *atomic.Int64, closeIt <-chan struct{}, ended chan<- time.Duration) http.Handler
+	}{
+		{"raw", func(progress *atomic.Int64, closeIt <-chan struct{}, ended chan<- time.Duration) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				var closedAt atomic.Pointer[time.Time]
+				go func() {
+					<-closeIt
+					now := time.Now()
+					closedAt.Store(&now)
+					c.Close()
+				}()
+				_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				_ = brw.Flush()
+				for {
+					if _, err := c.Write(frame); err != nil {
+						ended <- time.Since(*closedAt.Load())
+						return
+					}
+					progress.Add(1)
+				}
+			})
+		}},
+		{"gorilla", func(progress *atomic.Int64, closeIt <-chan struct{}, ended chan<- time.Duration) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				var closedAt atomic.Pointer[time.Time]
+				go func() { // the read pump, which closes the connection
+					<-closeIt
+					now := time.Now()
+					closedAt.Store(&now)
+					c.Close()
+				}()
+				for {
+					if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+						ended <- time.Since(*closedAt.Load())
+						return
+					}
+					progress.Add(1)
+				}
+			})
+		}},
+		{"coder", func(progress *atomic.Int64, _ <-chan struct{}, ended chan<- time.Duration) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := coder.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.CloseNow()
+				for {
+					// coder closes the connection when a write's
+					// context ends.
+					ctx, cancel := context.WithTimeout(r.Context(), 300*time.Millisecond)
+					began := time.Now()
+					err := c.Write(ctx, coder.MessageBinary, msg)
+					cancel()
+					if err != nil {
+						ended <- time.Since(began) - 300*time.Millisecond
+						return
+					}
+					progress.Add(1)
+				}
+			})
+		}},
+	}
+	for _, shape := range shapes {
+		for _, wrapped := range []bool{false, true} {
+			name := shape.name + "/bare"
+			if wrapped {
+				name = shape.name + "/wrapped"
+			}
+			t.Run(name, func(t *testing.T) {
+				var s shutdown.Shutdowner
+				var progress atomic.Int64
+				closeIt, ended := make(chan struct{}), make(chan time.Duration, 1)
+				h := shape.handler(&progress, closeIt, ended)
+				if wrapped {
+					h = s.Middleware(h)
+				}
+				_, url, _ := stuckServer(t, h, false)
+				wstest.DialStuck(t, url, nil)
+				waitStalled(t, &progress)
+				close(closeIt)
+				if took := wstest.Receive(t, ended, 1)[0]; took > 500*time.Millisecond {
+					t.Fatalf("the blocked write returned %v after the close, want at most 500 ms", took)
+				}
+				wstest.WaitUntil(t, func() bool { st := s.Stats(); return st.Active == 0 && st.Hijacked == 0 })
+			})
+		}
+	}
+}
+
+// Handlers that know nothing of the drain write to peers that stopped
+// reading: Shutdown and ShutdownWithServer return within their context and
+// 200 ms, however many peers, over ws and wss, and report what was left.
+func TestDeadlinesHeldWithStuckPeers(t *testing.T) {
+	calls := []struct {
+		name       string
+		timeout    time.Duration
+		withServer bool
+	}{
+		{"Shutdown/300ms", 300 * time.Millisecond, false},
+		{"ShutdownWithServer/300ms", 300 * time.Millisecond, true},
+		{"ShutdownWithServer/1s", time.Second, true},
+	}
+	for _, n := range []int{1, 16, 64, 1000} {
+		for _, tlsOn := range []bool{false, true} {
+			scheme := "ws"
+			if tlsOn {
+				scheme = "wss"
+			}
+			for _, call := range calls {
+				t.Run(fmt.Sprintf("%d/%s/%s", n, scheme, call.name), func(t *testing.T) {
+					var s shutdown.Shutdowner
+					connected := make(chan struct{}, n)
+					ts, url, cfg := stuckServer(t, s.Middleware(wstest.Floods(connected)), tlsOn)
+					dialStuckPeers(t, url, cfg, n)
+					wstest.Receive(t, connected, n)
+					ctx, cancel := context.WithTimeout(context.Background(), call.timeout)
+					defer cancel()
+					start := time.Now()
+					var err error
+					if call.withServer {
+						err = s.ShutdownWithServer(ctx, ts.Config)
+					} else {
+						err = s.Shutdown(ctx)
+					}
+					took := time.Since(start)
+					if took > call.timeout+200*time.Millisecond {
+						t.Errorf("returned after %v, want at most %v", took, call.timeout+200*time.Millisecond)
+					}
+					var de *shutdown.DrainError
+					if !errors.As(err, &de) || de.Hijacked != n || !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("err = %v, want a DrainError with %d hijacked connections", err, n)
+					}
+					if got := s.Stats().Forced; got != uint64(n) {
+						t.Errorf("Forced = %d, want %d", got, n)
+					}
+					wstest.WaitUntil(t, func() bool { st := s.Stats(); return st.Active == 0 && st.Hijacked == 0 })
+				})
+			}
+		}
+	}
+}
+
+// A handler that wrote until its peer's buffers were full and then went
+// idle: the goodbye cannot be written, and the connection is closed within
+// about a second of the drain's start rather than at its deadline, whether
+// the handler's last write ended at a frame boundary (the close frame then
+// times out) or inside a frame (no close frame can follow it); the drain
+// says that the goodbyes did not reach the peers.
+func TestUnwritableGoodbyeClosesPromptly(t *testing.T) {
+	const n = 5
+	var s shutdown.Shutdowner
+	full := make(chan struct{}, n)
+	frame := append([]byte{0x82, 126, 4, 0}, make([]byte, 1024)...) // a binary frame of 1 KB
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		for {
+			_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := c.Write(frame); err != nil {
+				break // full, perhaps inside a frame
+			}
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+		full <- struct{}{}
+		var buf [64]byte
+		for { // idle: reads until the connection ends
+			if _, err := c.Read(buf[:]); err != nil {
+				return
+			}
+		}
+	}))
+	ts, url, _ := stuckServer(t, h, false)
+	dialStuckPeers(t, url, nil, n)
+	wstest.Receive(t, full, n)
+	start := time.Now()
+	err := s.ShutdownWithServer(contextWithTimeout(t, 4*time.Second), ts.Config)
+	took := time.Since(start)
+	if took > 1500*time.Millisecond {
+		t.Errorf("the drain took %v, want the connections closed within 1.5 s", took)
+	}
+	// A close frame that found a few bytes of room was written, and its
+	// peer, which reads nothing, never took it: unanswered.
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Unwritten+de.Unanswered != n || de.Err != nil {
+		t.Fatalf("err = %v, want a DrainError with %d goodbyes not written or unanswered, and no deadline", err, n)
+	}
+	if st := s.Stats(); st.Goodbyes != st.Unanswered || st.Forced != 0 || st.Unwritten != uint64(de.Unwritten) {
+		t.Fatalf("Stats() = %+v, want the error's counts and none forced", st)
+	}
+}
