@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -258,5 +259,77 @@ func TestEncodedStreamIsLeftAlone(t *testing.T) {
 	}
 	if got := s.Stats().Goodbyes; got != 0 {
 		t.Fatalf("Goodbyes = %d, want 0", got)
+	}
+}
+
+// Event streams whose lines end in CRLF, each event's terminator split
+// across writes at random (often between its last CR and LF), drained at
+// random moments: the goodbye always follows a whole terminator, never its
+// CR alone, in the raw bytes, and a client that splits lines on LF with
+// bufio.Scanner reads the retry field.
+func TestStreamGoodbyeAfterCRLF(t *testing.T) {
+	const streams = 20
+	for round := range streams {
+		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			var s shutdown.Shutdowner
+			ts, _ := serve(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				rc := http.NewResponseController(w)
+				for i := 0; r.Context().Err() == nil; i++ {
+					event := fmt.Sprintf("data: %d %d\r\n\r\n", i, i)
+					at := len(event) - 1 // between the last CR and its LF
+					if rand.N(2) == 0 {
+						at = rand.N(len(event))
+					}
+					for _, part := range []string{event[:at], event[at:]} {
+						if _, err := io.WriteString(w, part); err != nil {
+							return
+						}
+						if rc.Flush() != nil {
+							return
+						}
+					}
+				}
+			}))
+			resp, err := http.Get(ts.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, 1)
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rand.N(5000)) * time.Microsecond) // a random moment in the stream
+			shutdownQuickly(t, &s, ts.Config)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("the stream ended with %v, want a clean end", err)
+			}
+			body := string(first) + string(rest)
+			i := strings.LastIndex(body, "retry: ")
+			if i < 0 || !strings.HasSuffix(body, "\n\n") {
+				t.Fatalf("the stream ends %q, want a retry field", body[max(len(body)-40, 0):])
+			}
+			events := body[:i]
+			for k := 0; events != ""; k++ {
+				event := fmt.Sprintf("data: %d %d\r\n\r\n", k, k)
+				if !strings.HasPrefix(events, event) {
+					t.Fatalf("event %d is %q, want %q: the goodbye came inside a terminator", k, events[:min(len(events), len(event))], event)
+				}
+				events = events[len(event):]
+			}
+			sc := bufio.NewScanner(strings.NewReader(body))
+			retry := false
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "retry: ") {
+					_, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "retry: "))
+					retry = err == nil
+				}
+			}
+			if !retry {
+				t.Fatal("bufio.Scanner read no retry line")
+			}
+		})
 	}
 }
