@@ -105,7 +105,7 @@ func TestStopWithStuckPeers(t *testing.T) {
 // openStuck opens n peers that stop reading, a few at a time.
 func openStuck(t *testing.T, url string, n int) {
 	t.Helper()
-	cfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own certificate
+	cfg := &tls.Config{InsecureSkipVerify: true} // the test's own certificate
 	var wg sync.WaitGroup
 	next, errs := make(chan struct{}), make(chan error, n)
 	for range min(n, 8) {
@@ -207,7 +207,7 @@ func readRetry(client *http.Client, url string, started chan<- struct{}) error {
 		case err != nil && retry && line == "":
 			return nil
 		case err != nil:
-			return fmt.Errorf("the stream ended with %v, retry read: %v", err, retry)
+			return fmt.Errorf("the stream ended with %w, retry read: %v", err, retry)
 		case strings.HasPrefix(line, "retry: "):
 			retry = true
 		}

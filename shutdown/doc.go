@@ -12,8 +12,11 @@
 // [WithGoodbye]). [Shutdowner.Draining] and the per-request [Draining] let
 // handlers say their own goodbye instead; [Shutdowner.Shutdown] and
 // [Shutdowner.ShutdownWithServer] wait for them, answer late requests with
-// 503, and close what is left at the deadline.
+// 503, and close what is left in time to return by the deadline, whatever
+// the peers do: a peer that stops reading never holds a drain, nor makes a
+// Close wait.
 //
-// The package imports the standard library only (and a one-line internal
-// package of this module's, which itself imports nothing).
+// The package imports the standard library only (and a small internal
+// package of this module's, which itself imports the standard library
+// only).
 package shutdown

@@ -449,7 +449,7 @@ func (c *conn) linger(quiet time.Time, unacked int) {
 	for {
 		// At least a moment, to read what already waits.
 		_ = c.SetReadDeadline(later(quiet.Add(lingerQuiet), time.Now().Add(10*time.Millisecond)))
-		n, err := c.Conn.Read(buf[:])
+		n, err := c.Read(buf[:])
 		if n > 0 || err == nil {
 			quiet = time.Now() // the peer is alive
 			continue

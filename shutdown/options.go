@@ -19,7 +19,9 @@ func (f optionFunc) apply(s *Shutdowner) { f(s) }
 // connections still open when its context ends. The default is true: a drain
 // then ends at its deadline, and the peers see their connections closed.
 // With false the connections stay open, are reported in the [DrainError],
-// and remain the caller's to close.
+// and remain the caller's to close, but for those whose owner closed them
+// after a goodbye on its behalf and that still wait for their peer's
+// answer: the Shutdowner closes those.
 func WithForceClose(enabled bool) Option {
 	return optionFunc(func(s *Shutdowner) { s.keepOpen = !enabled })
 }

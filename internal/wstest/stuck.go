@@ -93,6 +93,7 @@ func handshake(c *net.Conn, u *url.URL, tlsConfig *tls.Config) error {
 	if err != nil {
 		return err
 	}
+	resp.Body.Close() // the head only: nothing to read
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return fmt.Errorf("%q, want 101", head.String())
 	}
