@@ -213,3 +213,37 @@ func readRetry(client *http.Client, url string, started chan<- struct{}) error {
 		}
 	}
 }
+
+// Peers whose buffers are full, of handlers gone idle: the stop is over in
+// a second or two of its 4 s, and says so: a Warn entry with the goodbyes
+// that did not reach the peers, and the DrainError, which makes the exit
+// status 1.
+func TestStopWarnsOfLostGoodbyes(t *testing.T) {
+	const n = 5
+	full := make(chan struct{}, n)
+	var laterRan atomic.Bool
+	app, logs, url := stuckApp(t, wstest.FillsThenIdles(full), nil, &laterRan)
+	openStuck(t, url, n)
+	wstest.Receive(t, full, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := app.Stop(ctx)
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("Stop took %v of 4 s", took)
+	}
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Err != nil || de.Unwritten+de.Unanswered != n {
+		t.Fatalf("Stop = %v, want a DrainError with %d goodbyes lost and no deadline", err, n)
+	}
+	warn := logs.FilterMessage("drained, goodbyes not written").All()
+	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
+		t.Fatalf("entries %v, want one Warn of lost goodbyes", messages(logs.All()))
+	}
+	m := warn[0].ContextMap()
+	unwritten, _ := m["unwritten"].(uint64)
+	unanswered, _ := m["unanswered"].(uint64)
+	if unwritten != uint64(de.Unwritten) || unanswered != uint64(de.Unanswered) {
+		t.Errorf("unwritten=%v unanswered=%v, want the error's %d and %d", m["unwritten"], m["unanswered"], de.Unwritten, de.Unanswered)
+	}
+}

@@ -23,6 +23,9 @@ import (
 //
 // ConnState is safe for concurrent use, and may serve several servers.
 func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
+	if !s.hooked.Load() {
+		s.hooked.Store(true)
+	}
 	s.serverMu.Lock()
 	switch state {
 	case http.StateNew:

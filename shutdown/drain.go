@@ -124,48 +124,33 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 		defer t.Stop()
 		endGame = t.C
 	}
-	// The servers shut down under srvCtx, which the end game ends, so that
-	// their Shutdown returns at once rather than at its next poll.
-	srvCtx, endServers := context.WithCancel(ctx)
-	defer endServers()
-	type result struct {
-		i   int
-		err error
-	}
-	results := make(chan result, len(servers))
-	for i, srv := range servers {
-		go func() { results <- result{i, srv.Shutdown(srvCtx)} }()
-	}
-	busy := make([]bool, len(servers)) // not shut down yet
-	for i := range busy {
-		busy[i] = true
-	}
-	var errs []error
-	gotResult := func(r result) {
-		if r.err != nil && srvCtx.Err() != nil && errors.Is(r.err, srvCtx.Err()) {
-			return // still busy when the time ran out
-		}
-		busy[r.i] = false
-		if r.err != nil {
-			errs = append(errs, r.err) // a listener's error, say
+	srvs := shutDown(ctx, servers)
+	defer srvs.end()
+	idle := s.idle
+	var poll <-chan time.Time
+	drained := func() {
+		idle = nil
+		s.closeUnstarted() // which the servers' Shutdown waits for
+		if srvs.busy() > 0 {
+			t := time.NewTicker(serverPoll)
+			srvs.stopPoll = t.Stop
+			poll = t.C
 		}
 	}
-	idle, waiting := s.idle, len(servers)
 	select {
 	case <-idle:
-		idle = nil // first, so that an ended ctx does not hide a finished drain
-		s.closeUnstarted()
+		drained() // first, so that an ended ctx does not hide a finished drain
 	default:
 	}
 	var timeUp error
-	for timeUp == nil && (idle != nil || waiting > 0) {
+	for timeUp == nil && (idle != nil || srvs.busy() > 0) {
 		select {
 		case <-idle:
-			idle = nil
-			s.closeUnstarted() // which the servers' Shutdown waits for
-		case r := <-results:
-			waiting--
-			gotResult(r)
+			drained()
+		case r := <-srvs.results:
+			srvs.got(r)
+		case <-poll:
+			srvs.poll(s)
 		case <-ctx.Done():
 			timeUp = ctx.Err()
 		case <-endGame:
@@ -173,7 +158,7 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 		}
 	}
 	if timeUp == nil {
-		return errors.Join(append([]error{s.lostGoodbyes(before)}, errs...)...)
+		return errors.Join(append([]error{s.lostGoodbyes(before)}, srvs.errs...)...)
 	}
 
 	s.fireAll()
@@ -185,27 +170,125 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 		s.deadlineGoodbyes(endGameDeadline(deadline, hasDeadline, st))
 		s.forceClose(true)
 	}
-	endServers()
-	for ; waiting > 0; waiting-- {
-		gotResult(<-results)
-	}
-	for i, srv := range servers {
-		if !busy[i] {
-			continue
-		}
-		left.Servers++
-		if !s.keepOpen {
-			errs = append(errs, srv.Close())
-		}
-	}
+	left.Servers = srvs.finish(s, !s.keepOpen)
 	now := s.lost()
 	left.Unwritten = int(now.unwritten - before.unwritten)
 	left.Unanswered = int(now.unanswered - before.unanswered)
 	if left.Active == 0 && left.Hijacked == 0 && left.Servers == 0 {
 		// The drain finished as the time ran out.
-		return errors.Join(append([]error{s.lostGoodbyes(before)}, errs...)...)
+		return errors.Join(append([]error{s.lostGoodbyes(before)}, srvs.errs...)...)
 	}
-	return errors.Join(append([]error{left}, errs...)...)
+	return errors.Join(append([]error{left}, srvs.errs...)...)
+}
+
+// serverPoll is how often a drain whose handlers have finished looks
+// whether the servers still shutting down are done: net/http's Shutdown
+// looks itself at intervals that grow to half a second, which would
+// otherwise keep the drain waiting that long after the last handler.
+const serverPoll = 5 * time.Millisecond
+
+// serversDown is the servers of a drain, shutting down alongside it.
+type serversDown struct {
+	servers  []*http.Server
+	down     []bool // shut down
+	running  int    // Shutdown calls that have not returned
+	results  chan serverResult
+	ctx      context.Context // the Shutdown calls', ended by the end game
+	cancel   context.CancelFunc
+	stopPoll func()
+	errs     []error // other than the end of ctx: a listener's, say
+}
+
+type serverResult struct {
+	i   int
+	err error
+}
+
+// shutDown calls the Shutdown of every server of servers under ctx.
+func shutDown(ctx context.Context, servers []*http.Server) *serversDown {
+	d := &serversDown{
+		servers: servers,
+		down:    make([]bool, len(servers)),
+		running: len(servers),
+		results: make(chan serverResult, len(servers)),
+	}
+	d.ctx, d.cancel = context.WithCancel(ctx)
+	for i, srv := range servers {
+		go func() { d.results <- serverResult{i, srv.Shutdown(d.ctx)} }()
+	}
+	return d
+}
+
+// end ends the Shutdown calls still running, which return at once.
+func (d *serversDown) end() {
+	d.cancel()
+	if d.stopPoll != nil {
+		d.stopPoll()
+	}
+}
+
+// got takes in the result of a server's Shutdown.
+func (d *serversDown) got(r serverResult) {
+	d.running--
+	if d.ctx.Err() != nil && errors.Is(r.err, d.ctx.Err()) {
+		return // still busy when the time ran out
+	}
+	d.down[r.i] = true
+	if r.err != nil {
+		d.errs = append(d.errs, r.err)
+	}
+}
+
+// busy returns how many servers have not shut down.
+func (d *serversDown) busy() int {
+	n := 0
+	for _, down := range d.down {
+		if !down {
+			n++
+		}
+	}
+	return n
+}
+
+// poll looks, through s's ConnState hook, whether the servers have any
+// connection left but idle ones; if none, the servers are done, and Close
+// closes the idle ones, as their Shutdown would at its next look (its
+// error is about listeners that Shutdown has closed already). Without the
+// hook nothing is known, and only Shutdown tells.
+func (d *serversDown) poll(s *Shutdowner) {
+	if !s.hooked.Load() || s.openServerConns() > 0 {
+		return
+	}
+	for i, srv := range d.servers {
+		if !d.down[i] {
+			d.down[i] = true
+			_ = srv.Close()
+		}
+	}
+}
+
+// finish ends the Shutdown calls when the time has run out, closes the
+// servers that have still not shut down if closeBusy is set, and returns
+// how many there were.
+func (d *serversDown) finish(s *Shutdowner, closeBusy bool) int {
+	d.end()
+	for d.running > 0 {
+		d.got(<-d.results)
+	}
+	if closeBusy {
+		d.poll(s)
+	}
+	busy := 0
+	for i, srv := range d.servers {
+		if d.down[i] {
+			continue
+		}
+		busy++
+		if closeBusy {
+			d.errs = append(d.errs, srv.Close())
+		}
+	}
+	return busy
 }
 
 // endGameDeadline returns the deadline of the end game's goodbyes, which

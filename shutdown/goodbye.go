@@ -330,6 +330,35 @@ func (s *Shutdowner) scheduleGoodbye(g goodbyer, d time.Duration) {
 	g.setTimer(time.AfterFunc(d, g.goodbye))
 }
 
+// goodbyeAll says the goodbyes of gs now, a few at a time, in goroutines of
+// their own: thousands at once would contend for two cores, and a goodbye's
+// write deadline could pass while its goroutine waits to run, failing the
+// write of a peer that reads. A goodbye never waits for a handler's write;
+// one whose peer has stopped reading holds its goroutine for
+// goodbyeTimeout at most.
+func goodbyeAll(gs []goodbyer) {
+	if len(gs) == 0 {
+		return
+	}
+	next := make(chan goodbyer)
+	for range min(len(gs), goodbyeWorkers) {
+		go func() {
+			for g := range next {
+				g.goodbye()
+			}
+		}()
+	}
+	go func() {
+		for _, g := range gs {
+			next <- g
+		}
+		close(next)
+	}()
+}
+
+// goodbyeWorkers is how many goodbyes goodbyeAll says at once.
+const goodbyeWorkers = 32
+
 // lateGoodbye schedules the goodbye of g, which began once the drain had:
 // at a random moment in what is left of the stagger window, as a late
 // signal. s.mu must be held.

@@ -65,6 +65,7 @@ type Shutdowner struct {
 	serverMu    sync.Mutex
 	serverConns map[net.Conn]http.ConnState
 	closeNew    bool
+	hooked      atomic.Bool // ConnState has been called
 
 	// With a stagger window only, guarded by mu: the requests that asked
 	// for their own drain signal and have not ended, and, once the drain

@@ -99,9 +99,7 @@ func (s *Shutdowner) staggerSignals(ctx context.Context) {
 		}
 	}
 	if s.stagger <= 0 {
-		for _, c := range behalf {
-			s.scheduleGoodbye(c, 0)
-		}
+		goodbyeAll(behalf)
 		return
 	}
 	window := s.stagger

@@ -262,30 +262,7 @@ func TestUnwritableGoodbyeClosesPromptly(t *testing.T) {
 	const n = 5
 	var s shutdown.Shutdowner
 	full := make(chan struct{}, n)
-	frame := append([]byte{0x82, 126, 4, 0}, make([]byte, 1024)...) // a binary frame of 1 KB
-	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
-		for {
-			_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-			if _, err := c.Write(frame); err != nil {
-				break // full, perhaps inside a frame
-			}
-		}
-		_ = c.SetWriteDeadline(time.Time{})
-		full <- struct{}{}
-		var buf [64]byte
-		for { // idle: reads until the connection ends
-			if _, err := c.Read(buf[:]); err != nil {
-				return
-			}
-		}
-	}))
+	h := s.Middleware(wstest.FillsThenIdles(full))
 	ts, url, _ := stuckServer(t, h, false)
 	dialStuckPeers(t, url, nil, n)
 	wstest.Receive(t, full, n)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // smallBuffer is the socket buffer size, before the kernel doubles it, of
@@ -113,4 +114,36 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 		_ = tc.SetWriteBuffer(smallBuffer) // the test still runs with larger buffers, only slower
 	}
 	return c, err
+}
+
+// FillsThenIdles returns a handler that hijacks its connection, opens a
+// websocket by hand, writes 1 KB frames until its peer's buffers are full
+// (a write that does not complete within 50 ms, which may leave a frame
+// unfinished), and then goes idle: it reads until the connection ends, and
+// closes it. full receives once each connection is in that state.
+func FillsThenIdles(full chan<- struct{}) http.Handler {
+	frame := append([]byte{0x82, 126, 4, 0}, make([]byte, 1024)...) // a binary frame of 1 KB
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		for {
+			_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := c.Write(frame); err != nil {
+				break // full, perhaps inside a frame
+			}
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+		full <- struct{}{}
+		var buf [64]byte
+		for {
+			if _, err := c.Read(buf[:]); err != nil {
+				return
+			}
+		}
+	})
 }
