@@ -223,7 +223,12 @@ func (c *conn) sendGoodbye() {
 		c.abandon()
 		return
 	}
-	endGame := c.s.setGoodbyeDeadline(c.Conn)
+	endGame, d := c.s.setGoodbyeDeadline(c.Conn)
+	if !endGame && time.Now().After(d) {
+		// The deadline passed while this goroutine waited to run, on a
+		// loaded machine: the write would fail without trying the peer.
+		_, d = c.s.setGoodbyeDeadline(c.Conn)
+	}
 	n, err := c.Conn.Write(frame)
 	switch {
 	case err != nil || n < len(frame):
@@ -258,9 +263,9 @@ func (c *conn) abandon() {
 
 // setGoodbyeDeadline sets the write deadline of a goodbye on nc: within
 // goodbyeTimeout, and never past the end game's cap. It reports whether the
-// end game has begun.
-func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool) {
-	d := time.Now().Add(goodbyeTimeout)
+// end game has begun, and the deadline.
+func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool, d time.Time) {
+	d = time.Now().Add(goodbyeTimeout)
 	limit := s.goodbyeCap.Load()
 	if limit != 0 && limit < d.UnixNano() {
 		d = time.Unix(0, limit)
@@ -271,9 +276,10 @@ func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool) {
 	// above, it may have shortened this deadline before it was set.
 	if now := s.goodbyeCap.Load(); now != limit {
 		limit = now
-		_ = nc.SetWriteDeadline(time.Unix(0, limit))
+		d = time.Unix(0, limit)
+		_ = nc.SetWriteDeadline(d)
 	}
-	return limit != 0
+	return limit != 0, d
 }
 
 // goodbye says goodbye on the handler's behalf, unless the connection is

@@ -141,13 +141,16 @@ type Stats struct {
 
 	// Unwritten counts the goodbyes on the handlers' behalf that could
 	// not be written within a second, because the peer had stopped
-	// reading: the Shutdowner closed those connections at once, and their
-	// clients see an abnormal end (1006, or a broken stream).
+	// reading, or at all, because a failed write had left a websocket
+	// inside a frame: the Shutdowner closed those connections at once, and
+	// their clients see an abnormal end (1006, or a broken stream).
 	Unwritten uint64
 	// Unanswered counts the websocket goodbyes, written on the handlers'
-	// behalf, whose peers had neither answered nor closed when the
-	// Shutdowner closed their connections at a deadline: those clients
-	// may not have read the close frame.
+	// behalf, whose peers had neither answered nor received them when the
+	// Shutdowner closed their connections: at a deadline, or after two
+	// seconds in which the peer showed no sign of life (it sent nothing
+	// and, on Linux, acknowledged nothing more of what was sent). Those
+	// clients may not have read the close frame.
 	Unanswered uint64
 
 	// Open counts the server connections, seen through

@@ -27,6 +27,13 @@ import (
 // stagger window.
 const retrySpread = 5 * time.Second
 
+// streamGoodbyeTimeout bounds the write of an event stream's goodbye. Its
+// handler's own writes are stuck on a peer that takes no more, and the
+// drain's end game (which caps it) or the server's Close ends them; the
+// bound only frees the goroutine that says the goodbye, and a loaded
+// machine must not make it fail the goodbye of a peer that reads.
+const streamGoodbyeTimeout = 5 * time.Second
+
 // eventStream is the event-stream part of a request. Like a websocket's
 // (goodbye.go), its goodbye never waits for the handler's write: mu is held
 // across the handler's writes and flushes, and a goodbye that finds it held
@@ -203,8 +210,8 @@ func (st *eventStream) afterWrite(c *requestContext) {
 
 // endStream writes the retry field and ends the stream if it is between
 // events; otherwise the goodbye stays pending for the write that ends the
-// current event. The retry field is written within goodbyeTimeout, or the
-// end game's cap: a stream whose peer stopped reading counts it as
+// current event. The retry field is written within streamGoodbyeTimeout,
+// or the end game's cap: a stream whose peer stopped reading counts it as
 // unwritten. Either way the request's context is cancelled. st.mu must be
 // held.
 func (c *requestContext) endStream(st *eventStream) {
@@ -233,12 +240,21 @@ func (c *requestContext) endStream(st *eventStream) {
 		retry = "\n" + retry
 	}
 	rc := http.NewResponseController(st.w)
-	d := time.Now().Add(goodbyeTimeout)
-	if limit := s.goodbyeCap.Load(); limit != 0 && limit < d.UnixNano() {
-		d = time.Unix(0, limit)
+	armed := s.goodbyeCap.Load()
+	deadline := func() time.Time {
+		d := time.Now().Add(streamGoodbyeTimeout)
+		if armed != 0 && armed < d.UnixNano() {
+			d = time.Unix(0, armed)
+		}
+		_ = rc.SetWriteDeadline(d) // not every writer can; the write then has the server's
+		return d
 	}
-	_ = rc.SetWriteDeadline(d) // not every writer can; the write then has the server's
-	if _, err := io.WriteString(st.w, retry); err == nil && rc.Flush() == nil {
+	d := deadline()
+	_, err := io.WriteString(st.w, retry) // into the response's buffer
+	if armed == 0 && time.Now().After(d) {
+		deadline() // passed while this goroutine waited to run, on a loaded machine
+	}
+	if err == nil && rc.Flush() == nil {
 		s.goodbyes.Add(1)
 		_ = rc.SetWriteDeadline(time.Time{}) // the end of the response, and a next request on the connection, have the server's
 	} else {
