@@ -19,9 +19,13 @@ import (
 // nor the Shutdowner's, the Shutdowner writes the close frame of WithGoodbye
 // at the next frame boundary, then waits for the library underneath to close
 // the connection (it does once the peer answers), or closes it itself, with
-// a lingering close so that the frame is not lost to a reset. At a deadline,
-// every websocket that has had no close frame gets one before the
-// force-close.
+// a lingering close so that the frame is not lost to a reset. No goodbye
+// and no Close waits for a handler's write, which a peer that stopped
+// reading may block for good: a goodbye that finds a write in progress is
+// left for that write to say, and Close closes the connection under it. A
+// goodbye that cannot be written is counted (unwritten) and its connection
+// closed at once. At a deadline, every websocket that has had no close frame
+// gets one before the force-close.
 
 // ErrGoodbyeSent is the error that writes to a connection or stream return
 // once the [Shutdowner] has said goodbye on the handler's behalf: after a
