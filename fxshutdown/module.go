@@ -40,10 +40,11 @@ type Config struct {
 	// (0, 1], means DefaultDrainFraction. The end of the budget is the
 	// drain's end game, for closing what is left: 50 ms and 100 µs for
 	// each connection open when the drain begins, counted once whether a
-	// request or a hijacked websocket holds it, and never more than half
-	// the budget, so that connections which never sent a request do not
-	// take the drain's time away. With no deadline on the stop context the
-	// drain waits as long as DrainTimeout allows.
+	// request or a hijacked websocket holds it, and never more than three
+	// quarters of the budget, so that connections which never sent a
+	// request cannot take more than that of the drain's time. With no
+	// deadline on the stop context the drain waits as long as DrainTimeout
+	// allows.
 	DrainFraction float64
 
 	// DrainTimeout, when positive, caps the drain's time whatever the

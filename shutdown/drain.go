@@ -27,7 +27,7 @@ import (
 // it saw at that moment. The time runs out when ctx ends or, if ctx has a
 // deadline, shortly before it: early enough to close what is left by the
 // deadline (the end game: 50 ms and 100 µs for each connection left, at most
-// half the time left when the drain began), so that Shutdown returns by
+// three quarters of the time left when the drain began), so that Shutdown returns by
 // then whatever the peers do. It does not wait for handlers still running
 // after that: net/http owns them. Either way, with the [Shutdowner.ConnState]
 // hook it then closes the server connections on which no request has begun.
@@ -70,7 +70,10 @@ func (s *Shutdowner) Shutdown(ctx context.Context) error {
 // Set srv.ConnState to [Shutdowner.ConnState]: connections that have not
 // sent a request, which browsers open ahead of need, are then closed once
 // the drain is over. Without it srv.Shutdown waits five seconds for each,
-// and a drain with nothing left runs to a deadline shorter than that.
+// and a drain with nothing left runs to a deadline shorter than that. With
+// it, once the handlers have finished and the hook sees no connection but
+// idle ones, ShutdownWithServer closes srv (which closes those) rather than
+// wait up to half a second for srv.Shutdown to look again.
 //
 // A nil srv drains the handlers only. The rest of the contract is
 // [Shutdowner.Shutdown]'s.
@@ -96,13 +99,14 @@ const (
 
 // endGameReserve returns how long before its deadline a drain that has
 // left of its time, with st's counts, begins its end game: endGameBase and
-// endGameCost for each connection to close, at most half of left. The
+// endGameCost for each connection to close, at most three quarters of left,
+// so that the drain always waits a quarter of its time. The
 // connections are counted once each: the hijacked ones, and the server
 // connections with a request in progress or none begun (Open), or, without
 // the ConnState hook, the running handlers that did not hijack.
 func endGameReserve(left time.Duration, st Stats) time.Duration {
 	conns := st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0)
-	return max(min(endGameBase+time.Duration(conns)*endGameCost, left/2), 0)
+	return max(min(endGameBase+time.Duration(conns)*endGameCost, left/4*3), 0)
 }
 
 // drain is Shutdown, with servers shut down alongside as by
