@@ -231,7 +231,7 @@ func (c *conn) sendGoodbye() {
 	if !endGame && time.Now().After(d) {
 		// The deadline passed while this goroutine waited to run, on a
 		// loaded machine: the write would fail without trying the peer.
-		_, d = c.s.setGoodbyeDeadline(c.Conn)
+		c.s.setGoodbyeDeadline(c.Conn)
 	}
 	n, err := c.Conn.Write(frame)
 	switch {
