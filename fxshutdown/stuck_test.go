@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func TestStopWithStuckPeers(t *testing.T) {
 				connected := make(chan struct{}, n)
 				var laterRan atomic.Bool
 				app, logs, url := stuckApp(t, wstest.Floods(connected), c, &laterRan)
-				openStuck(t, url, n)
+				wstest.DialStuckPeers(t, url, &tls.Config{InsecureSkipVerify: true}, n) // the test's own certificate
 				wstest.Receive(t, connected, n)
 
 				const stopTimeout = time.Second
@@ -99,35 +98,6 @@ func TestStopWithStuckPeers(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// openStuck opens n peers that stop reading, a few at a time.
-func openStuck(t *testing.T, url string, n int) {
-	t.Helper()
-	cfg := &tls.Config{InsecureSkipVerify: true} // the test's own certificate
-	var wg sync.WaitGroup
-	next, errs := make(chan struct{}), make(chan error, n)
-	for range min(n, 8) {
-		wg.Go(func() {
-			for range next {
-				c, err := wstest.OpenStuck(url, cfg)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				t.Cleanup(func() { c.Close() })
-			}
-		})
-	}
-	for range n {
-		next <- struct{}{}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
 	}
 }
 
@@ -223,7 +193,7 @@ func TestStopWarnsOfLostGoodbyes(t *testing.T) {
 	full := make(chan struct{}, n)
 	var laterRan atomic.Bool
 	app, logs, url := stuckApp(t, wstest.FillsThenIdles(full), nil, &laterRan)
-	openStuck(t, url, n)
+	wstest.DialStuckPeers(t, url, nil, n)
 	wstest.Receive(t, full, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,35 +38,6 @@ func stuckServer(t testing.TB, h http.Handler, tlsOn bool) (ts *httptest.Server,
 	}
 	t.Cleanup(ts.Close)
 	return ts, "ws" + ts.URL[len("http"):], cfg
-}
-
-// dialStuckPeers opens n stuck peers to url, a few at a time.
-func dialStuckPeers(t testing.TB, url string, cfg *tls.Config, n int) {
-	t.Helper()
-	var wg sync.WaitGroup
-	next := make(chan struct{})
-	errs := make(chan error, n)
-	for range min(n, 8) {
-		wg.Go(func() {
-			for range next {
-				c, err := wstest.OpenStuck(url, cfg)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				t.Cleanup(func() { c.Close() })
-			}
-		})
-	}
-	for range n {
-		next <- struct{}{}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
 }
 
 // waitStalled returns once *progress, counting a handler's writes, has not
@@ -222,7 +192,7 @@ func TestDeadlinesHeldWithStuckPeers(t *testing.T) {
 					var s shutdown.Shutdowner
 					connected := make(chan struct{}, n)
 					ts, url, cfg := stuckServer(t, s.Middleware(wstest.Floods(connected)), tlsOn)
-					dialStuckPeers(t, url, cfg, n)
+					wstest.DialStuckPeers(t, url, cfg, n)
 					wstest.Receive(t, connected, n)
 					ctx, cancel := context.WithTimeout(context.Background(), call.timeout)
 					defer cancel()
@@ -264,7 +234,7 @@ func TestUnwritableGoodbyeClosesPromptly(t *testing.T) {
 	full := make(chan struct{}, n)
 	h := s.Middleware(wstest.FillsThenIdles(full))
 	ts, url, _ := stuckServer(t, h, false)
-	dialStuckPeers(t, url, nil, n)
+	wstest.DialStuckPeers(t, url, nil, n)
 	wstest.Receive(t, full, n)
 	start := time.Now()
 	err := s.ShutdownWithServer(contextWithTimeout(t, 4*time.Second), ts.Config)

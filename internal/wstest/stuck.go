@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -146,4 +147,33 @@ func FillsThenIdles(full chan<- struct{}) http.Handler {
 			}
 		}
 	})
+}
+
+// DialStuckPeers opens n peers with DialStuck, a few at a time. They are
+// closed when the test ends.
+func DialStuckPeers(t testing.TB, rawURL string, tlsConfig *tls.Config, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next, errs := make(chan struct{}), make(chan error, n)
+	for range min(n, 8) {
+		wg.Go(func() {
+			for range next {
+				c, err := OpenStuck(rawURL, tlsConfig)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+		})
+	}
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
