@@ -102,6 +102,8 @@ func TestMetrics(t *testing.T) {
 				"wsshutdown.requests.rejected":    0,
 				"wsshutdown.connections.forced":   0,
 				"wsshutdown.goodbyes":             0,
+				"wsshutdown.goodbyes.unwritten":   0,
+				"wsshutdown.goodbyes.unanswered":  0,
 			}
 			if tc.ignores {
 				wantSums["wsshutdown.connections.forced"] = n

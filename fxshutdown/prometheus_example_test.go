@@ -64,6 +64,8 @@ func Example_prometheus() {
 	// wsshutdown_connections_hijacked 0
 	// wsshutdown_drain_duration_seconds_count{wsshutdown_drain_outcome="drained"} 1
 	// wsshutdown_goodbyes_total 0
+	// wsshutdown_goodbyes_unanswered_total 0
+	// wsshutdown_goodbyes_unwritten_total 0
 	// wsshutdown_handlers_active 0
 	// wsshutdown_requests_rejected_total 0
 }

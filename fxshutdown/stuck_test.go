@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/zap"
@@ -26,12 +28,12 @@ import (
 
 // stuckApp starts an Fx app whose one server, over TLS if cert is set,
 // serves h through the middleware on a listener with small send buffers,
-// with a hook that runs after the module's and sets laterRan. It returns
-// the app, its logs, and the server's websocket URL.
-func stuckApp(t *testing.T, h http.Handler, cert *tls.Certificate, laterRan *atomic.Bool) (*fxtest.App, *observer.ObservedLogs, string) {
+// with a hook that runs after the module's and sets laterRan, and opts. It
+// returns the app, its logs, and the server's websocket URL.
+func stuckApp(t *testing.T, h http.Handler, cert *tls.Certificate, laterRan *atomic.Bool, opts ...fx.Option) (*fxtest.App, *observer.ObservedLogs, string) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
-	app := fxtest.New(t,
+	app := fxtest.New(t, fx.Options(opts...),
 		fx.Module("database", fx.Invoke(func(lc fx.Lifecycle) {
 			lc.Append(fx.StopHook(func() { laterRan.Store(true) }))
 		})),
@@ -185,14 +187,18 @@ func readRetry(client *http.Client, url string, started chan<- struct{}) error {
 }
 
 // Peers whose buffers are full, of handlers gone idle: the stop is over in
-// a second or two of its 4 s, and says so: a Warn entry with the goodbyes
-// that did not reach the peers, and the DrainError, which makes the exit
-// status 1.
+// a second or two of its 4 s, and says so: a Warn entry and the metrics
+// with the goodbyes that did not reach the peers, and the DrainError, which
+// makes the exit status 1.
 func TestStopWarnsOfLostGoodbyes(t *testing.T) {
 	const n = 5
 	full := make(chan struct{}, n)
 	var laterRan atomic.Bool
-	app, logs, url := stuckApp(t, wstest.FillsThenIdles(full), nil, &laterRan)
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = provider.Shutdown(context.Background()) }()
+	app, logs, url := stuckApp(t, wstest.FillsThenIdles(full), nil, &laterRan,
+		fx.Supply(fx.Annotate(provider, fx.As(new(metric.MeterProvider)))))
 	wstest.DialStuckPeers(t, url, nil, n)
 	wstest.Receive(t, full, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -215,5 +221,9 @@ func TestStopWarnsOfLostGoodbyes(t *testing.T) {
 	unanswered, _ := m["unanswered"].(uint64)
 	if unwritten != uint64(de.Unwritten) || unanswered != uint64(de.Unanswered) {
 		t.Errorf("unwritten=%v unanswered=%v, want the error's %d and %d", m["unwritten"], m["unanswered"], de.Unwritten, de.Unanswered)
+	}
+	sums := collect(t, reader).sums
+	if sums["wsshutdown.goodbyes.unwritten"] != int64(de.Unwritten) || sums["wsshutdown.goodbyes.unanswered"] != int64(de.Unanswered) {
+		t.Errorf("metrics %v, want the error's %d unwritten and %d unanswered", sums, de.Unwritten, de.Unanswered)
 	}
 }
