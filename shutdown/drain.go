@@ -100,13 +100,17 @@ const (
 // endGameReserve returns how long before its deadline a drain that has
 // left of its time, with st's counts, begins its end game: endGameBase and
 // endGameCost for each connection to close, at most three quarters of left,
-// so that the drain always waits a quarter of its time. The
-// connections are counted once each: the hijacked ones, and the server
+// so that the drain always waits a quarter of its time.
+func endGameReserve(left time.Duration, st Stats) time.Duration {
+	return max(min(endGameBase+time.Duration(closable(st))*endGameCost, left/4*3), 0)
+}
+
+// closable returns how many connections an end game with st's counts has
+// to close, each counted once: the hijacked ones, and the server
 // connections with a request in progress or none begun (Open), or, without
 // the ConnState hook, the running handlers that did not hijack.
-func endGameReserve(left time.Duration, st Stats) time.Duration {
-	conns := st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0)
-	return max(min(endGameBase+time.Duration(conns)*endGameCost, left/4*3), 0)
+func closable(st Stats) int {
+	return st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0)
 }
 
 // drain is Shutdown, with servers shut down alongside as by
@@ -301,7 +305,7 @@ func (d *serversDown) finish(s *Shutdowner, closeBusy bool) int {
 // less than the end game's reserve, the goodbyes' share of what is left,
 // so that the closes still fit before it.
 func endGameDeadline(deadline time.Time, hasDeadline bool, st Stats) time.Time {
-	conns := time.Duration(st.Hijacked + max(st.Active-st.Hijacked, st.Open, 0))
+	conns := time.Duration(closable(st))
 	now := time.Now()
 	d := deadlineGoodbyeTimeout + conns*deadlineGoodbyeCost
 	if hasDeadline {
