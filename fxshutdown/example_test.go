@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
@@ -18,33 +17,25 @@ import (
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
-// NewMux serves a websocket that says goodbye with 1001 when the server
-// drains.
+// NewMux serves an event stream whose handler knows nothing of the drain:
+// the Shutdowner ends it with a retry field on its behalf.
 func NewMux() *http.ServeMux {
-	upgrader := websocket.Upgrader{}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
-		c, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			for {
-				if _, _, err := c.NextReader(); err != nil {
-					return
-				}
+	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for {
+			fmt.Fprintf(w, "data: %s\n\n", time.Now().Format(time.RFC3339))
+			if rc.Flush() != nil {
+				return
 			}
-		}()
-		select {
-		case <-closed:
-		case <-drain:
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
-			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			<-closed
+			select {
+			case <-r.Context().Done():
+				return
+			case <-ticker.C:
+			}
 		}
 	})
 	return mux

@@ -1,82 +1,74 @@
 package shutdown_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
-// A websocket handler behind the middleware says goodbye with 1001 when its
-// request's drain signal fires.
+// An event stream whose handler knows nothing of the drain, wrapped as it
+// is: when the drain begins the Shutdowner ends the stream between two
+// events with a retry field, and the handler's next write fails, so that
+// ShutdownWithServer returns at once. The websocket examples, with
+// gorilla/websocket and coder/websocket, are in internal/thirdparty.
 func ExampleShutdowner_Middleware() {
 	var s shutdown.Shutdowner // the zero value is ready to use
-	upgrader := websocket.Upgrader{}
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		drain := shutdown.Draining(r.Context()) // asked first: the goodbye is this handler's
-		c, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		closed := make(chan struct{})
-		go func() { // read until the peer closes
-			defer close(closed)
-			for {
-				if _, _, err := c.NextReader(); err != nil {
-					return
-				}
+	ticks := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := 0; ; i++ { // no drain signal anywhere
+			if _, err := fmt.Fprintf(w, "data: tick %d\n\n", i); err != nil {
+				return
 			}
-		}()
-		select {
-		case <-closed:
-		case <-drain:
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
-			_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			<-closed // the peer's close frame, or its disconnection
+			if rc.Flush() != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	})
+	srv := httptest.NewServer(s.Middleware(ticks))
+	defer srv.Close()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	resp, err := http.Get(srv.URL)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: s.Middleware(mux)}
-	go func() { _ = srv.Serve(ln) }()
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	lines.Scan()
+	fmt.Println(lines.Text()) // the first event: the stream is up
 
-	client, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/ws", nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	resp.Body.Close()
-	defer client.Close()
-	fmt.Println("open:", s.Stats().Hijacked)
-	received := make(chan error, 1)
-	go func() { // a client reads all the time: it answers the close frame
-		_, _, err := client.ReadMessage()
-		received <- err
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		drained <- s.ShutdownWithServer(ctx, srv.Config)
 	}()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.ShutdownWithServer(ctx, srv); err != nil {
-		log.Fatal(err)
+	var last string
+	for lines.Scan() { // to the end of the stream
+		if lines.Text() != "" {
+			last = lines.Text()
+		}
 	}
-	fmt.Println("client:", <-received)
-	fmt.Println("open:", s.Stats().Hijacked)
+	fmt.Println(strings.HasPrefix(last, "retry: "), lines.Err())
+	fmt.Println(<-drained, s.Stats().Goodbyes)
 	// Output:
-	// open: 1
-	// client: websocket: close 1001 (going away): server shutting down
-	// open: 0
+	// data: tick 0
+	// true <nil>
+	// <nil> 1
 }
 
 // Shutdown alone drains the handlers; the caller shuts its server down as
@@ -139,4 +131,54 @@ func ExampleShutdowner_ShutdownWithServer() {
 	// Output:
 	// drain: <nil>
 	// serve: http: Server closed
+}
+
+// A server-sent-events stream ends with a last event when the server
+// drains, so that http.Server.Shutdown, which waits for it, can finish.
+func Example_serverSentEvents() {
+	var s shutdown.Shutdowner
+	http.Handle("/events", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-shutdown.Draining(r.Context()):
+				fmt.Fprint(w, "event: shutdown\ndata: server shutting down\n\n")
+				_ = rc.Flush()
+				return
+			case t := <-ticker.C:
+				fmt.Fprintf(w, "data: %s\n\n", t.Format(time.RFC3339))
+				if rc.Flush() != nil {
+					return
+				}
+			}
+		}
+	})))
+}
+
+// A stream that must not be cut, such as a model's output, finishes on its
+// own: no goodbye, no cancelled context, no failed write, until the
+// deadline.
+func ExampleLetFinish() {
+	var s shutdown.Shutdowner
+	mux := http.NewServeMux()
+	mux.Handle("/generate", shutdown.LetFinish(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, token := range []string{"every", "token", "arrives"} {
+			fmt.Fprintf(w, "data: %s\n\n", token)
+			w.(http.Flusher).Flush()
+		}
+	})))
+	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
+	go srv.ListenAndServe() //nolint:errcheck // as in the netHTTP example
+
+	// On SIGTERM, as in the netHTTP example: the stream has until the
+	// deadline to finish.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log.Print(s.ShutdownWithServer(ctx, srv))
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // Every Go block in README.md is compiled code: it stands, but for
-// indentation, in a test or Example file of this repository.
+// indentation, in a test or Example file of this repository, in this
+// module or in internal/thirdparty's.
 func TestREADMECodeIsCompiled(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -19,9 +20,13 @@ func TestREADMECodeIsCompiled(t *testing.T) {
 	if len(blocks) < 5 {
 		t.Fatalf("README.md has %d Go blocks; this test expects the usage and the recipes", len(blocks))
 	}
-	files, err := filepath.Glob("../*/*_test.go")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, pattern := range []string{"../*/*_test.go", "../internal/thirdparty/*/*_test.go"} {
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, matches...)
 	}
 	var sources strings.Builder
 	for _, f := range files {

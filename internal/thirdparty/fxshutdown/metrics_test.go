@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsshutdown/wsshutdown/fxshutdown"
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

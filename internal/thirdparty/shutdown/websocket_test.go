@@ -12,7 +12,7 @@ import (
 	coder "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
 
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

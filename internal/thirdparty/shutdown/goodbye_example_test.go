@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +17,7 @@ import (
 // A handler that knows nothing of the drain, wrapped as it is: the
 // Shutdowner says goodbye on its behalf, with the code and reason of
 // WithGoodbye, and its client reads them.
-func ExampleWithGoodbye() {
+func Example_withGoodbye() {
 	s := shutdown.New(shutdown.WithGoodbye(1012, "service restart"))
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
@@ -62,27 +61,4 @@ func ExampleWithGoodbye() {
 	// hello
 	// <nil> 1
 	// 1012 service restart
-}
-
-// A stream that must not be cut, such as a model's output, finishes on its
-// own: no goodbye, no cancelled context, no failed write, until the
-// deadline.
-func ExampleLetFinish() {
-	var s shutdown.Shutdowner
-	mux := http.NewServeMux()
-	mux.Handle("/generate", shutdown.LetFinish(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for _, token := range []string{"every", "token", "arrives"} {
-			fmt.Fprintf(w, "data: %s\n\n", token)
-			w.(http.Flusher).Flush()
-		}
-	})))
-	srv := &http.Server{Addr: ":8080", Handler: s.Middleware(mux)}
-	go srv.ListenAndServe() //nolint:errcheck // as in the netHTTP example
-
-	// On SIGTERM, as in the netHTTP example: the stream has until the
-	// deadline to finish.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	log.Print(s.ShutdownWithServer(ctx, srv))
 }

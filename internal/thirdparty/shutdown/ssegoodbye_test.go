@@ -15,7 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

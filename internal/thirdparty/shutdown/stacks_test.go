@@ -17,7 +17,7 @@ import (
 	"github.com/olahol/melody"
 	xwebsocket "golang.org/x/net/websocket"
 
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

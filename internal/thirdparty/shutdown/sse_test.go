@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

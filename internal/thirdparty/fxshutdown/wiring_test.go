@@ -16,7 +16,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/wsshutdown/wsshutdown/fxshutdown"
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 

@@ -3,7 +3,6 @@ package shutdown_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log"
 	"net/http"
 	"os"
@@ -142,37 +141,10 @@ func Example_coderWebSocket() {
 	})))
 }
 
-// A server-sent-events stream ends with a last event when the server
-// drains, so that http.Server.Shutdown, which waits for it, can finish.
-func Example_serverSentEvents() {
-	var s shutdown.Shutdowner
-	http.Handle("/events", s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		rc := http.NewResponseController(w)
-		ticker := time.NewTicker(time.Second)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-shutdown.Draining(r.Context()):
-				fmt.Fprint(w, "event: shutdown\ndata: server shutting down\n\n")
-				_ = rc.Flush()
-				return
-			case t := <-ticker.C:
-				fmt.Fprintf(w, "data: %s\n\n", t.Format(time.RFC3339))
-				if rc.Flush() != nil {
-					return
-				}
-			}
-		}
-	})))
-}
-
 // In a fleet: fail the readiness probe at once, keep serving while the load
 // balancer notices, then say goodbye to the websockets over ten seconds
 // rather than all at once.
-func ExampleWithStagger() {
+func Example_withStagger() {
 	s := shutdown.New(
 		shutdown.WithDrainDelay(5*time.Second),
 		shutdown.WithStagger(10*time.Second),

@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/wsshutdown/wsshutdown/fxshutdown"
-	"github.com/wsshutdown/wsshutdown/internal/wstest"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
