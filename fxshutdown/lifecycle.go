@@ -236,7 +236,7 @@ func (h *hooks) logDrainStarted(st shutdown.Stats, budget zap.Field) {
 // begins the drain before it returns, so the start is always logged.
 func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
 	if h.config.DrainDelay > 0 {
-		<-drainsignal.Began(h.s)
+		<-h.s.Draining()
 		h.logDrainStarted(h.s.Stats(), budget)
 	}
 	t := time.NewTicker(h.config.logInterval())

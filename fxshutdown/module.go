@@ -80,6 +80,12 @@ type Config struct {
 	// GoodbyeReason is the reason sent with GoodbyeCode. Empty means
 	// shutdown.DefaultGoodbyeReason; at most 123 bytes of UTF-8.
 	GoodbyeReason string
+
+	// OwnGoodbyes says that the application says every goodbye itself,
+	// as shutdown.WithOwnGoodbyes: a hub that selects on the Shutdowner's
+	// Draining and writes to all its connections. The Shutdowner then
+	// sends goodbyes only at the deadline.
+	OwnGoodbyes bool
 }
 
 // Params are the inputs of [New]. Fields may be added; set them by name.
@@ -129,6 +135,9 @@ func New(p Params) (Result, error) {
 		return Result{}, err
 	}
 	opts = append(opts, goodbye)
+	if c.OwnGoodbyes {
+		opts = append(opts, shutdown.WithOwnGoodbyes())
+	}
 	return Result{Shutdowner: shutdown.New(opts...)}, nil
 }
 

@@ -292,7 +292,7 @@ func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool, d time.Time)
 // the goodbye pending for that write to say.
 func (c *conn) goodbye() {
 	w := &c.ws
-	if w.asked.Load() || c.s.hubAsked.Load() || w.state.Load()&(wsSent|wsClosed) != 0 {
+	if w.asked.Load() || c.s.ownGoodbyes || w.state.Load()&(wsSent|wsClosed) != 0 {
 		return
 	}
 	w.state.Or(wsPending)
@@ -316,7 +316,7 @@ func (c *conn) tryGoodbye() {
 // onBehalf reports whether c gets a goodbye on its handler's behalf when
 // its signal fires. s.mu must be held.
 func (s *Shutdowner) onBehalf(c *conn) bool {
-	return c.ws.on && !c.ws.asked.Load() && !s.hubAsked.Load() && !s.goodbyeOff
+	return c.ws.on && !c.ws.asked.Load() && !s.ownGoodbyes && !s.goodbyeOff
 }
 
 // A goodbyer is what the Shutdowner says goodbye to on a handler's behalf:

@@ -64,9 +64,9 @@ func WithDrainDelay(d time.Duration) Option {
 // sends on a handler's behalf. The default is [DefaultGoodbyeCode] (1001,
 // Going Away) with [DefaultGoodbyeReason].
 //
-// A handler that has not asked for its drain signal when the signal fires
-// ([Draining] for its request; calling [Shutdowner.Draining] counts as
-// asking for all of them) gets a goodbye then. On a websocket it is the
+// A handler that has not asked for its drain signal ([Draining] for its
+// request) when the signal fires gets a goodbye then, unless
+// [WithOwnGoodbyes] is set. On a websocket it is the
 // close frame, written at the next frame boundary, never inside a frame;
 // the Shutdowner then waits for the peer's close and closes the connection.
 // On an event stream it is a retry field at the next event boundary, after
@@ -91,4 +91,15 @@ func WithGoodbye(code int, reason string) Option {
 	}
 	frame := closeFrame(code, reason)
 	return optionFunc(func(s *Shutdowner) { s.goodbyeOff, s.goodbye = false, frame })
+}
+
+// WithOwnGoodbyes tells the Shutdowner that the application says every
+// goodbye itself, as a hub that selects on [Shutdowner.Draining] and
+// writes to all its connections does: the Shutdowner sends none on the
+// handlers' behalf when their signals fire, only at a deadline, to the
+// websockets that still have had no close frame (see [WithGoodbye]).
+// Without it a handler claims its own goodbye by asking for its request's
+// signal, [Draining], before it upgrades or writes its header.
+func WithOwnGoodbyes() Option {
+	return optionFunc(func(s *Shutdowner) { s.ownGoodbyes = true })
 }

@@ -47,9 +47,9 @@ type Shutdowner struct {
 	// goodbye may have once the end game of a drain has begun; zero before.
 	goodbyeCap atomic.Int64
 
-	// hubAsked is set once application code has called Draining: it
-	// paces its goodbyes itself, and gets none on its behalf.
-	hubAsked atomic.Bool
+	// ownGoodbyes is WithOwnGoodbyes: the application says every
+	// goodbye itself, and gets none on its behalf but at a deadline.
+	ownGoodbyes bool
 
 	initOnce sync.Once
 	notReady chan struct{} // closed when Shutdown is first called
@@ -102,31 +102,23 @@ func (s *Shutdowner) init() {
 
 // Draining returns a channel that is closed the moment the drain begins: when
 // [Shutdowner.Shutdown] or [Shutdowner.ShutdownWithServer] is first called,
-// or after the delay of [WithDrainDelay].
-// Code that owns many connections (a hub) selects on it to say goodbye to all
-// of them; a single handler uses the request's signal, [Draining](ctx).
-// Every call returns the same channel.
+// or after the delay of [WithDrainDelay]. Every call returns the same
+// channel, and calling it changes nothing: a goroutine that waits on it to
+// log the drain, or to stop a job, leaves the goodbyes as they were.
 //
-// Calling Draining tells the Shutdowner that the application says its own
-// goodbyes: from then on it sends none on the handlers' behalf when their
-// signals fire (see [WithGoodbye]), only at a deadline.
+// Code that owns many connections (a hub) selects on it to say goodbye to
+// all of them, and claims those goodbyes with [WithOwnGoodbyes], or for each
+// connection with the request's signal, [Draining](ctx), asked before the
+// upgrade; a single handler uses its request's signal.
 func (s *Shutdowner) Draining() <-chan struct{} {
-	s.hubAsked.Store(true)
-	return s.drainBegan()
+	s.init()
+	return s.draining
 }
 
 func init() {
-	drainsignal.Began = func(s any) <-chan struct{} { return s.(*Shutdowner).drainBegan() }
 	drainsignal.Drain = func(ctx context.Context, s any, servers []*http.Server) error {
 		return s.(*Shutdowner).drain(ctx, servers)
 	}
-}
-
-// drainBegan is Draining for this module's own waits, which do not stop
-// the goodbyes on the handlers' behalf.
-func (s *Shutdowner) drainBegan() <-chan struct{} {
-	s.init()
-	return s.draining
 }
 
 // Stats is a snapshot of a [Shutdowner]'s counts, as returned by

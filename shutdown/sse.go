@@ -153,7 +153,7 @@ func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter) {
 // streamOnBehalf reports whether c's stream is ended on its handler's
 // behalf when its signal fires. s.mu must be held.
 func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
-	return !c.asked() && !s.hubAsked.Load() && !s.goodbyeOff
+	return !c.asked() && !s.ownGoodbyes && !s.goodbyeOff
 }
 
 // closeStream stops following c's stream as its handler returns: no

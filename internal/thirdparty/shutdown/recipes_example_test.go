@@ -3,10 +3,14 @@ package shutdown_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -161,4 +165,77 @@ func Example_withStagger() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log.Print(s.ShutdownWithServer(ctx, srv))
+}
+
+// A hub that owns its connections says every goodbye itself: it claims
+// them with WithOwnGoodbyes, and when Draining closes it writes its own
+// close frame to each connection.
+func Example_hub() {
+	s := shutdown.New(shutdown.WithOwnGoodbyes())
+	h := &hub{conns: make(map[*websocket.Conn]struct{})}
+	go h.sayGoodbyes(s.Draining())
+	srv := httptest.NewServer(s.Middleware(http.HandlerFunc(h.serve)))
+	defer srv.Close()
+
+	client, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+	defer client.Close()
+	received := make(chan error, 1)
+	go func() { // a client reads all the time: it answers the close frame
+		_, _, err := client.ReadMessage()
+		received <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println("drain:", s.ShutdownWithServer(ctx, srv.Config))
+	fmt.Println("client:", <-received)
+	// Output:
+	// drain: <nil>
+	// client: websocket: close 1012: hub restarting
+}
+
+// hub holds the open connections.
+type hub struct {
+	mu      sync.Mutex
+	conns   map[*websocket.Conn]struct{}
+	closing bool // the drain has begun: a connection that joins now is told at once
+}
+
+var hubGoodbye = websocket.FormatCloseMessage(websocket.CloseServiceRestart, "hub restarting")
+
+func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
+	c, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	h.conns[c] = struct{}{}
+	if h.closing {
+		_ = c.WriteControl(websocket.CloseMessage, hubGoodbye, time.Now().Add(time.Second))
+	}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.conns, c)
+		h.mu.Unlock()
+		c.Close()
+	}()
+	for { // until the client's close frame answers the hub's
+		if _, _, err := c.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+func (h *hub) sayGoodbyes(draining <-chan struct{}) {
+	<-draining
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closing = true
+	for c := range h.conns {
+		_ = c.WriteControl(websocket.CloseMessage, hubGoodbye, time.Now().Add(time.Second))
+	}
 }
