@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -30,8 +31,12 @@ type hookParams struct {
 	Logger        *zap.Logger          `optional:"true"`
 	Slog          *slog.Logger         `optional:"true"`
 	MeterProvider metric.MeterProvider `optional:"true"`
-	HTTPServers   []*http.Server       `group:"fxshutdown.servers"`  // serversGroup
-	Servers       []Server             `group:"fxshutdown.listened"` // listenedGroup
+	HTTPServers   []*http.Server       `group:"fxshutdown.servers"`  // serversGroupName
+	Servers       []Server             `group:"fxshutdown.listened"` // listenedGroupName
+
+	// An *http.Server provided as a plain type, as Fx's tutorial does:
+	// the module does not serve it, and says so.
+	Plain *http.Server `optional:"true"`
 }
 
 // register appends the module's hooks: OnStart serves the servers, OnStop
@@ -46,17 +51,25 @@ func register(p hookParams) error {
 		servers = append(servers, Server{HTTP: srv})
 	}
 	servers = append(servers, p.Servers...)
+	plain := p.Plain != nil
 	for i, srv := range servers {
 		if srv.HTTP == nil {
 			return fmt.Errorf("fxshutdown: server %d of %d given with AsServer is nil", i+1, len(servers))
 		}
+		plain = plain && srv.HTTP != p.Plain
+	}
+	if plain && len(servers) == 0 {
+		return errors.New("fxshutdown: an *http.Server is in the graph, but no server is given with fxshutdown.AsServer, " +
+			"so the module neither serves nor drains it: provide it with fx.Provide(fxshutdown.AsServer(NewHTTPServer)), " +
+			"and delete the server's own OnStart and OnStop hooks and any fx.Invoke(func(*http.Server) {})")
 	}
 	log := p.Logger
-	if log == nil && p.Slog != nil {
-		log = zap.New(&slogCore{h: p.Slog.Handler()})
-	}
 	if log == nil {
-		log = zap.NewNop()
+		sl := p.Slog
+		if sl == nil {
+			sl = slog.Default() // so that the deadline's warning is never silent
+		}
+		log = zap.New(&slogCore{h: sl.Handler()})
 	}
 	m, err := newMetrics(p.MeterProvider, p.Shutdowner)
 	if err != nil {
@@ -69,6 +82,8 @@ func register(p hookParams) error {
 		metrics: m,
 		config:  config,
 		servers: servers,
+		watches: make([]serverWatch, len(servers)),
+		plain:   plain,
 	}
 	p.Lifecycle.Append(fx.Hook{OnStart: h.start, OnStop: h.stop})
 	return nil
@@ -81,13 +96,30 @@ type hooks struct {
 	metrics *metrics
 	config  Config
 	servers []Server
+	watches []serverWatch  // one for each of servers
+	plain   bool           // an *http.Server in the graph is not among servers
 	serving sync.WaitGroup // the Serve goroutines
+}
+
+// A serverWatch follows one server's connections until the module knows
+// whether its requests reach the Shutdowner's middleware.
+type serverWatch struct {
+	addr   string
+	began  atomic.Bool // a request has begun on one of its connections
+	judged atomic.Bool // the module has checked, and warned if it had to
 }
 
 // start listens on every server's address, or calls its Listen, before it
 // returns, so that a busy or bad address fails the application's start, and
 // serves each in a goroutine.
 func (h *hooks) start(ctx context.Context) error {
+	switch {
+	case len(h.servers) == 0:
+		h.log.Warn("no servers: the module serves nothing, and drains only the handlers of servers run otherwise",
+			zap.String("fix", "provide each server with fx.Provide(fxshutdown.AsServer(NewHTTPServer))"))
+	case h.plain:
+		h.log.Warn("an *http.Server in the graph is not given with fxshutdown.AsServer: the module neither serves nor drains it")
+	}
 	listeners := make([]net.Listener, 0, len(h.servers))
 	for _, srv := range h.servers {
 		ln, err := listen(ctx, srv)
@@ -99,9 +131,15 @@ func (h *hooks) start(ctx context.Context) error {
 		}
 		listeners = append(listeners, ln)
 	}
+	servers := make([]*http.Server, len(h.servers))
+	for i, srv := range h.servers {
+		servers[i] = srv.HTTP
+	}
+	drainsignal.Watch(h.s, servers)
 	for i, srv := range h.servers {
 		ln := listeners[i]
-		h.watchConns(srv.HTTP)
+		h.watches[i].addr = ln.Addr().String()
+		h.watchConns(srv.HTTP, &h.watches[i])
 		h.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", hasCertificates(srv.HTTP.TLSConfig)))
 		h.serving.Go(func() { h.serve(srv.HTTP, ln) })
 	}
@@ -131,16 +169,36 @@ func listen(ctx context.Context, srv Server) (net.Listener, error) {
 
 // watchConns sets srv.ConnState to the Shutdowner's, which closes the
 // connections that have not begun a request once the drain is over, and
-// calls the hook the server already had after it.
-func (h *hooks) watchConns(srv *http.Server) {
+// calls the hook the server already had after it. Until the first request
+// has ended or hijacked its connection, it also follows w: if that request
+// did not reach the Shutdowner's middleware, the module warns.
+func (h *hooks) watchConns(srv *http.Server, w *serverWatch) {
 	own := srv.ConnState
-	if own == nil {
-		srv.ConnState = h.s.ConnState
-		return
-	}
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		h.s.ConnState(c, state)
-		own(c, state)
+		if !w.judged.Load() {
+			switch state {
+			case http.StateActive:
+				w.began.Store(true)
+			case http.StateIdle, http.StateHijacked: // the handler has run, or returned
+				h.judge(srv, w)
+			}
+		}
+		if own != nil {
+			own(c, state)
+		}
+	}
+}
+
+// judge warns, once, if a request of srv has begun and none has reached
+// the Shutdowner's middleware.
+func (h *hooks) judge(srv *http.Server, w *serverWatch) {
+	switch {
+	case drainsignal.Served(h.s, srv):
+		w.judged.Store(true)
+	case w.began.Load() && !w.judged.Swap(true):
+		h.log.Warn("requests do not reach the Shutdowner's middleware: they are not drained, and get no goodbyes",
+			zap.String("addr", w.addr), zap.String("fix", "wrap the server's handler with s.Middleware"))
 	}
 }
 
@@ -175,6 +233,9 @@ func (h *hooks) serve(srv *http.Server, ln net.Listener) {
 func (h *hooks) stop(ctx context.Context) error {
 	defer h.serving.Wait()
 	begin := time.Now()
+	for i, srv := range h.servers {
+		h.judge(srv.HTTP, &h.watches[i]) // a stream that is still open
+	}
 	before := h.s.Stats()
 	drainCtx := ctx
 	budget := zap.Skip()
@@ -254,7 +315,7 @@ func (h *hooks) logProgress(done <-chan struct{}, budget zap.Field) {
 // counts are the fields of every entry about a drain.
 func counts(st shutdown.Stats) []zap.Field {
 	return []zap.Field{
-		zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), nonZero("rejected", st.Rejected),
+		zap.Int("active", st.Active), zap.Int("hijacked", st.Hijacked), zap.Int("open", st.Open), nonZero("rejected", st.Rejected),
 		nonZero("goodbyes", st.Goodbyes), nonZero("unwritten", st.Unwritten), nonZero("unanswered", st.Unanswered),
 	}
 }

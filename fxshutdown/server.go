@@ -31,8 +31,8 @@ type Server struct {
 // The value groups of the servers given with AsServer, as hookParams's tags
 // spell them too.
 const (
-	serversGroup  = `group:"fxshutdown.servers"`  // *http.Server
-	listenedGroup = `group:"fxshutdown.listened"` // Server
+	serversGroupName  = "fxshutdown.servers"  // *http.Server
+	listenedGroupName = "fxshutdown.listened" // Server
 )
 
 var (
@@ -54,11 +54,13 @@ var (
 // fails the application, at [fx.New], with an error that names it and what
 // it returns.
 func AsServer(constructor any) any {
+	// fx.Annotated rather than fx.Annotate, whose wrapper Fx's errors
+	// would name instead of the constructor.
 	group, err := serverGroup(constructor)
 	if err != nil {
-		return fx.Annotate(func() (*http.Server, error) { return nil, err }, fx.ResultTags(serversGroup))
+		return fx.Annotated{Group: serversGroupName, Target: func() (*http.Server, error) { return nil, err }}
 	}
-	return fx.Annotate(constructor, fx.ResultTags(group))
+	return fx.Annotated{Group: group, Target: constructor}
 }
 
 // serverGroup returns the value group for what constructor returns, or an
@@ -72,9 +74,9 @@ func serverGroup(constructor any) (string, error) {
 	if n := t.NumOut(); n == 1 || n == 2 && t.Out(1) == errorType {
 		switch t.Out(0) {
 		case httpServerType:
-			return serversGroup, nil
+			return serversGroupName, nil
 		case serverType:
-			return listenedGroup, nil
+			return listenedGroupName, nil
 		}
 	}
 	results := make([]string, t.NumOut())

@@ -43,6 +43,9 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // counted, or rejected, by the outer one
 			return
 		}
+		if s.watching.Load() {
+			s.noteServer(r) // watch.go
+		}
 		if !s.enter() {
 			s.reject(w)
 			return

@@ -73,6 +73,13 @@ type Shutdowner struct {
 	signals    map[*requestContext]struct{}
 	staggerEnd time.Time
 
+	// The servers watched for their first request (watch.go): watching
+	// is set while one has had none; watched, guarded by watchMu, says
+	// for each whether it has.
+	watching atomic.Bool
+	watchMu  sync.Mutex
+	watched  map[*http.Server]bool
+
 	// The requests whose responses are event streams, until their
 	// handlers return (sse.go); guarded by mu.
 	streams map[*requestContext]struct{}
