@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/zap"
@@ -19,7 +21,7 @@ import (
 func startApp(t *testing.T) (app *fxtest.App, addr string, logs *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
-	app = fxtest.New(t, fx.NopLogger, fx.Supply(zap.New(core)), appOptions("127.0.0.1:0", 20*time.Millisecond))
+	app = fxtest.New(t, fx.NopLogger, fx.Supply(zap.New(core)), appOptions("127.0.0.1:0", "127.0.0.1:0", 20*time.Millisecond))
 	app.RequireStart()
 	serving := logs.FilterMessage("serving").All()
 	if len(serving) != 1 {
@@ -95,5 +97,39 @@ func TestPageIsServed(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("the page lacks %s", want)
 		}
+	}
+}
+
+// The drain-unaware handlers, as Go clients see them: behind the
+// Shutdowner a websocket gets 1001 and a stream a retry field and a clean
+// end, said on their behalf; on the bare server the websocket gets 1006
+// and the stream breaks.
+func TestUnawareHandlersAgainstBare(t *testing.T) {
+	app, addr, logs := startApp(t)
+	bare := logs.FilterMessage("serving without the Shutdowner").All()
+	if len(bare) != 1 {
+		t.Fatalf("%d bare servers, want 1", len(bare))
+	}
+	bareAddr := bare[0].ContextMap()["addr"].(string)
+	wrappedWS, bareWS := dialPath(t, addr, "/unaware/ws"), dialPath(t, bareAddr, "/unaware/ws")
+	wrappedSSE, bareSSE := readEvents(t, "http://"+addr+"/unaware/events"), readEvents(t, "http://"+bareAddr+"/unaware/events")
+	for _, c := range []*wsClient{wrappedWS, bareWS} {
+		within(t, c.ticks)
+	}
+	for _, s := range []*sseClient{wrappedSSE, bareSSE} {
+		within(t, s.first)
+	}
+
+	app.RequireStop()
+	wrappedWS.wantGoodbye(t)
+	var ce *websocket.CloseError
+	if err := within(t, bareWS.closed); !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
+		t.Errorf("bare websocket ended with %v, want 1006", err)
+	}
+	if end := within(t, wrappedSSE.ended); end.err != nil || end.retry == "" {
+		t.Errorf("drain-unaware stream ended with retry %q, error %v; want a retry field and a clean end", end.retry, end.err)
+	}
+	if end := within(t, bareSSE.ended); end.err == nil {
+		t.Error("bare stream ended cleanly, want it cut")
 	}
 }

@@ -29,7 +29,7 @@ func TestBinaryDrainsOnSignal(t *testing.T) {
 }
 
 func runUntilSignal(t *testing.T, bin string, sig os.Signal) {
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-tick", "20ms")
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-bare-addr", "127.0.0.1:0", "-tick", "20ms")
 	// Not StderrPipe: Wait closes that pipe as soon as the process exits,
 	// which can drop the last lines (the drain's) before readLog reads
 	// them. With a writer, Wait returns once all output is copied.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,8 @@ func TestPageInBrowser(t *testing.T) {
 		waitFor(`text("ws-status") === "open"`),
 		waitFor(`Number(text("ws-ticks")) >= 2`),
 		waitFor(`Number(text("sse-ticks")) >= 2`),
+		waitFor(`Number(text("uws-ticks")) >= 2 && Number(text("bws-ticks")) >= 2`),
+		waitFor(`Number(text("usse-ticks")) >= 2 && Number(text("bsse-ticks")) >= 2`),
 	)
 	if err != nil {
 		t.Fatalf("the page did not show ticks: %v", err)
@@ -73,6 +76,8 @@ func TestPageInBrowser(t *testing.T) {
 	err = chromedp.Do(page,
 		waitFor(`text("ws-status").startsWith("closed")`),
 		waitFor(`text("sse-status").startsWith("ended")`),
+		waitFor(`text("uws-status").startsWith("closed") && text("bws-status").startsWith("closed")`),
+		waitFor(`text("usse-status") !== "open" && text("bsse-status") !== "open"`),
 	)
 	if err != nil {
 		t.Fatalf("the page did not show the drain: %v", err)
@@ -82,6 +87,25 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if got, want := pageText(page, t, "sse-status"), `ended cleanly: "server shutting down"`; got != want {
 		t.Errorf("event stream status %q, want %q", got, want)
+	}
+	// The handlers that know nothing of the drain: their goodbyes said on
+	// their behalf, and on the bare server none.
+	if got, want := pageText(page, t, "uws-status"), `closed: 1001 "server shutting down" (clean goodbye)`; got != want {
+		t.Errorf("drain-unaware websocket status %q, want %q", got, want)
+	}
+	if got, want := pageText(page, t, "bws-status"), `closed: 1006 (dropped without a close frame)`; got != want {
+		t.Errorf("bare websocket status %q, want %q", got, want)
+	}
+	if got := pageText(page, t, "usse-status"); !strings.HasPrefix(got, "ended cleanly, retry: ") {
+		t.Errorf("drain-unaware event stream status %q, want a clean end after a retry field", got)
+	}
+	if got := pageText(page, t, "bsse-status"); !strings.HasPrefix(got, "stream broken") {
+		t.Errorf("bare event stream status %q, want a broken stream", got)
+	}
+	for _, card := range []string{"ws", "sse", "uws", "bws", "usse", "bsse"} {
+		if at := pageText(page, t, card+"-at"); len(at) != len("15:04:05.000") {
+			t.Errorf("%s card's time %q, want the time its client saw the end", card, at)
+		}
 	}
 	if path := os.Getenv("WSSHUTDOWN_SCREENSHOT"); path != "" {
 		png, err := chromedp.Run(page, chromedp.FullScreenshot(100))

@@ -202,7 +202,7 @@ type instance struct {
 
 func startInstance(tb testing.TB, bin string, port int, cfg fleetConfig) *instance {
 	tb.Helper()
-	cmd := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-tick", "100ms",
+	cmd := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-bare-addr", "127.0.0.1:0", "-tick", "100ms",
 		"-drain-delay", cfg.drainDelay.String(), "-stagger", cfg.stagger.String())
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {

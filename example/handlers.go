@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -31,9 +33,12 @@ type tick struct {
 	Time time.Time `json:"time"`
 }
 
-func newMux(cfg handlerConfig, ready http.Handler) *http.ServeMux {
+func newMux(cfg handlerConfig, ready http.Handler, bare *bareServer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ready", ready)
+	mux.HandleFunc("GET /bare", bare.servePort)
+	mux.HandleFunc("GET /unaware/ws", cfg.serveUnawareWebSocket)
+	mux.HandleFunc("GET /unaware/events", cfg.serveUnawareEvents)
 	page, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // "static" is a valid path
@@ -125,6 +130,77 @@ func (cfg handlerConfig) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-drain:
 			fmt.Fprintf(w, "event: shutdown\ndata: %s\n\n", goodbye)
 			_ = rc.Flush()
+			return
+		case now := <-ticker.C:
+			data, _ := json.Marshal(tick{N: n, Time: now}) // a tick always marshals
+			if _, err := fmt.Fprintf(w, "event: tick\ndata: %s\n\n", data); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// The handlers below know nothing of the drain: they are written as most
+// are. Behind the Shutdowner's middleware their goodbyes are said on their
+// behalf; on the bare server (bare.go) they have none. Both servers serve
+// them, so the page reaches the bare one's from another origin.
+
+// unawareUpgrader accepts the page's origin, whatever the port, and, as
+// gorilla's default does, clients that send no Origin.
+var unawareUpgrader = websocket.Upgrader{
+	CheckOrigin: func(r *http.Request) bool {
+		if r.Header.Get("Origin") == "" {
+			return true
+		}
+		origin, err := url.Parse(r.Header.Get("Origin"))
+		if err != nil {
+			return false
+		}
+		host, _, _ := net.SplitHostPort(r.Host)
+		return origin.Hostname() == host
+	},
+}
+
+// serveUnawareWebSocket pushes a tick every cfg.Tick, and reads until the
+// connection ends.
+func (cfg handlerConfig) serveUnawareWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, err := unawareUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	go func() {
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+	ticker := time.NewTicker(cfg.Tick)
+	defer ticker.Stop()
+	for n := 0; ; n++ {
+		now := <-ticker.C
+		if c.WriteJSON(tick{N: n, Time: now}) != nil {
+			return
+		}
+	}
+}
+
+// serveUnawareEvents streams a tick event every cfg.Tick until a write
+// fails or the client goes.
+func (cfg handlerConfig) serveUnawareEvents(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Access-Control-Allow-Origin", "*") // the page reads the bare server's too
+	rc := http.NewResponseController(w)
+	ticker := time.NewTicker(cfg.Tick)
+	defer ticker.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-r.Context().Done():
 			return
 		case now := <-ticker.C:
 			data, _ := json.Marshal(tick{N: n, Time: now}) // a tick always marshals

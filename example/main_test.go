@@ -27,7 +27,13 @@ type wsClient struct {
 
 func dialWebSocket(t *testing.T, addr string) *wsClient {
 	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	return dialPath(t, addr, "/ws")
+}
+
+// dialPath is dialWebSocket for the websocket at path.
+func dialPath(t *testing.T, addr, path string) *wsClient {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,31 +78,40 @@ type sseClient struct {
 	ended chan sseEnd
 }
 
-// sseEnd is how an event stream ended: its last event, and nil for a clean
-// end of stream.
+// sseEnd is how an event stream ended: its last event, the last retry
+// field, and nil for a clean end of stream.
 type sseEnd struct {
-	last [2]string
-	err  error
+	last  [2]string
+	retry string
+	err   error
 }
 
 func dialEvents(t *testing.T, addr string) *sseClient {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/events") //nolint:bodyclose // closed by the reading goroutine
+	return readEvents(t, "http://"+addr+"/events")
+}
+
+// readEvents is dialEvents for the stream at url.
+func readEvents(t *testing.T, url string) *sseClient {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:bodyclose // closed by the reading goroutine
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
-		t.Fatalf("GET /events: %s, Content-Type %q", resp.Status, ct)
+		t.Fatalf("GET %s: %s, Content-Type %q", url, resp.Status, ct)
 	}
 	s := &sseClient{first: make(chan [2]string, 1), ended: make(chan sseEnd, 1)}
 	go func() {
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
-		var event string
+		var event, retry string
 		var last [2]string
 		for sc.Scan() {
 			line := sc.Text()
 			switch {
+			case strings.HasPrefix(line, "retry: "):
+				retry = strings.TrimPrefix(line, "retry: ")
 			case strings.HasPrefix(line, "event: "):
 				event = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
@@ -107,7 +122,7 @@ func dialEvents(t *testing.T, addr string) *sseClient {
 				}
 			}
 		}
-		s.ended <- sseEnd{last, sc.Err()}
+		s.ended <- sseEnd{last, retry, sc.Err()}
 	}()
 	return s
 }
