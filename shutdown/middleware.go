@@ -54,6 +54,12 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 		// WithContext makes the other: the two the request costs.
 		rw, b := newWriter(w)
 		b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
+		if protocolKind(r) != 0 { // a gRPC or Connect call, which may stream
+			var cancel context.CancelFunc
+			b.ctx.Context, cancel = context.WithCancel(b.ctx.Context)
+			b.ctx.more = &requestMore{cancel: cancel}
+			b.ctx.flags.Store(protocolFlag)
+		}
 		defer func() {
 			s.handlerReturned(&b.ctx)
 			s.exit()
@@ -87,7 +93,7 @@ type requestContext struct {
 
 	// The response's event stream, once its header says it is one
 	// (sse.go).
-	stream atomic.Pointer[eventStream]
+	stream atomic.Pointer[responseStream]
 
 	// What few requests need, made when first needed; guarded by s.mu.
 	more *requestMore
@@ -108,7 +114,16 @@ type requestContext struct {
 const (
 	askedFlag    = 1 << iota // application code asked for the request's signal
 	returnedFlag             // the handler has returned
+	protocolFlag             // a protocol request: more.cancel, set before the request was shared, cancels its context
 )
+
+// earlyCancel returns the cancel of a protocol request's context, or nil.
+func (c *requestContext) earlyCancel() context.CancelFunc {
+	if c.flags.Load()&protocolFlag == 0 {
+		return nil // and c.more may be another goroutine's to make
+	}
+	return c.more.cancel
+}
 
 func (c *requestContext) asked() bool    { return c.flags.Load()&askedFlag != 0 }
 func (c *requestContext) returned() bool { return c.flags.Load()&returnedFlag != 0 }
@@ -123,6 +138,9 @@ type requestMore struct {
 	// What to tell code waiting on CloseNotify when the event stream is
 	// ended on the handler's behalf (sse.go).
 	notify func()
+	// A protocol request's: cancels its context, which it has had from
+	// its start (envelope.go). Set before the request is shared.
+	cancel context.CancelFunc
 }
 
 // extra returns c.more, made if need be. s.mu must be held.

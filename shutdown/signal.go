@@ -174,6 +174,8 @@ func (s *Shutdowner) fireAll() {
 func (s *Shutdowner) handlerReturned(c *requestContext) {
 	if st := c.stream.Load(); st != nil {
 		s.closeStream(c, st)
+	} else if cancel := c.earlyCancel(); cancel != nil {
+		cancel() // a protocol request's context, which no stream took
 	}
 	if c.flags.Or(returnedFlag)&askedFlag == 0 || s.stagger <= 0 {
 		return // no signal of its own: the common case, and lock-free

@@ -2,11 +2,9 @@ package shutdown
 
 import (
 	"context"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,15 +32,22 @@ const retrySpread = 5 * time.Second
 // machine must not make it fail the goodbye of a peer that reads.
 const streamGoodbyeTimeout = 5 * time.Second
 
-// eventStream is the event-stream part of a request. Like a websocket's
+// responseStream is the stream part of a request: an event stream, or a
+// protocol stream (envelope.go). Like a websocket's
 // (goodbye.go), its goodbye never waits for the handler's write: mu is held
 // across the handler's writes and flushes, and a goodbye that finds it held
 // leaves streamPending for the writer to say once it gets through.
-type eventStream struct {
-	mu    sync.Mutex // held across the handler's writes and flushes, and the goodbye
-	f     eventFollower
+type responseStream struct {
+	mu    sync.Mutex          // held across the handler's writes and flushes, and the goodbye
+	kind  uint8               // kindEvents, kindGRPC, kindGRPCWeb or kindConnect
+	f     eventFollower       // kindEvents
+	env   envelopeFollower    // the protocol streams
 	w     http.ResponseWriter // the writer the middleware wraps
 	state atomic.Uint32       // streamPending, streamSent, streamDone
+
+	// saidGoodbye is set, with st.mu held, once the Shutdowner has ended
+	// the stream: a gRPC stream's trailers are then the Shutdowner's.
+	saidGoodbye bool
 
 	// ctx is the request's context from the moment the stream began: the
 	// request's own, cancelled by the goodbye.
@@ -50,7 +55,7 @@ type eventStream struct {
 	cancel context.CancelFunc
 }
 
-// The bits of eventStream.state.
+// The bits of responseStream.state.
 const (
 	streamPending = 1 << iota // a goodbye waits for the next event boundary
 	streamSent                // the goodbye has gone out, or failed: writes fail
@@ -112,32 +117,43 @@ func (f *eventFollower) toBoundary(p []byte) int {
 	return len(p)
 }
 
-// isEventStream reports whether a Content-Type header's values name
-// text/event-stream, with or without parameters.
-func isEventStream(v []string) bool {
-	if len(v) == 0 {
-		return false
+// follower returns the stream's follower.
+func (st *responseStream) follower() boundaryFollower {
+	if st.kind == kindEvents {
+		return &st.f
 	}
-	mt, _, _ := strings.Cut(v[0], ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+	return &st.env
 }
 
 // sniff looks, once, at the response's header as it is written, and
-// begins following an event stream. A stream with a Content-Encoding (a
-// compressing handler inside the middleware) is not followed: its bytes
-// are not events, and a goodbye among them would corrupt it.
+// begins following an event stream or a protocol stream. A stream with a
+// Content-Encoding (a compressing handler inside the middleware) is not
+// followed: its bytes are not what they say, and a goodbye among them
+// would corrupt it.
 func (b *base) sniff() {
 	b.ctx.sniffed = true
 	h := b.rw.Header()
-	if isEventStream(h["Content-Type"]) && len(h["Content-Encoding"]) == 0 {
-		b.ctx.s.openStream(&b.ctx, b.rw)
+	if k := streamKind(h["Content-Type"]); k != 0 && len(h["Content-Encoding"]) == 0 {
+		b.ctx.s.openStream(&b.ctx, b.rw, k)
 	}
 }
 
-// openStream begins following c's event stream, written to w.
-func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter) {
-	st := &eventStream{w: w, f: eventFollower{atEvent: true}}
-	st.ctx, st.cancel = context.WithCancel(c.Context)
+// openStream begins following c's stream of kind k, written to w. A
+// protocol request's context is cancellable from its start (envelope.go);
+// an event stream's becomes so now.
+func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter, k uint8) {
+	st := &responseStream{w: w, kind: k, f: eventFollower{atEvent: true}}
+	switch k {
+	case kindGRPCWeb:
+		st.env.endFlag = 0x80
+	case kindConnect:
+		st.env.endFlag = 0x02
+	}
+	if cancel := c.earlyCancel(); cancel != nil {
+		st.ctx, st.cancel = c.Context, cancel
+	} else {
+		st.ctx, st.cancel = context.WithCancel(c.Context)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.stream.Store(st)
@@ -158,9 +174,12 @@ func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
 
 // closeStream stops following c's stream as its handler returns: no
 // goodbye may write to the response from then on.
-func (s *Shutdowner) closeStream(c *requestContext, st *eventStream) {
+func (s *Shutdowner) closeStream(c *requestContext, st *responseStream) {
 	st.mu.Lock() // a goodbye's write, bounded by its deadline, has ended
 	st.state.Or(streamDone)
+	if st.kind == kindGRPC && st.saidGoodbye {
+		setGoodbyeTrailers(st.w.Header())
+	}
 	st.mu.Unlock()
 	st.cancel()
 	s.mu.Lock()
@@ -190,7 +209,7 @@ func (c *requestContext) goodbye() {
 // tryEnd ends the stream now if a goodbye is pending, no write holds the
 // lock and the stream is between events. If a write holds it, that write
 // says it once it lets go of the lock.
-func (st *eventStream) tryEnd(c *requestContext) {
+func (st *responseStream) tryEnd(c *requestContext) {
 	if !st.mu.TryLock() {
 		return
 	}
@@ -202,7 +221,7 @@ func (st *eventStream) tryEnd(c *requestContext) {
 
 // afterWrite is what the handler's write or flush does once it has let go
 // of the lock: say the goodbye asked for meanwhile.
-func (st *eventStream) afterWrite(c *requestContext) {
+func (st *responseStream) afterWrite(c *requestContext) {
 	if st.state.Load()&(streamPending|streamSent|streamDone) == streamPending {
 		st.tryEnd(c)
 	}
@@ -214,8 +233,8 @@ func (st *eventStream) afterWrite(c *requestContext) {
 // or the end game's cap: a stream whose peer stopped reading counts it as
 // unwritten. Either way the request's context is cancelled. st.mu must be
 // held.
-func (c *requestContext) endStream(st *eventStream) {
-	if !st.f.atBoundary() {
+func (c *requestContext) endStream(st *responseStream) {
+	if !st.follower().atBoundary() {
 		return
 	}
 	for {
@@ -228,37 +247,24 @@ func (c *requestContext) endStream(st *eventStream) {
 		}
 	}
 	s := c.s
-	spread := retrySpread
-	if s.stagger > 0 {
-		spread = s.stagger
+	st.saidGoodbye = true
+	var goodbye []byte
+	switch st.kind {
+	case kindEvents:
+		goodbye = st.retryField(s)
+	case kindGRPCWeb:
+		goodbye = grpcWebGoodbye
+	case kindConnect:
+		goodbye = connectGoodbye
 	}
-	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n\n"
-	if st.f.afterCR {
-		// The last line ended with a CR: an LF completes it as a CRLF,
-		// and after a CR alone it means nothing more, so that a reader
-		// that splits lines on LF alone reads this one whole.
-		retry = "\n" + retry
-	}
-	rc := http.NewResponseController(st.w)
-	armed := s.goodbyeCap.Load()
-	deadline := func() time.Time {
-		d := time.Now().Add(streamGoodbyeTimeout)
-		if armed != 0 && armed < d.UnixNano() {
-			d = time.Unix(0, armed)
-		}
-		_ = rc.SetWriteDeadline(d) // not every writer can; the write then has the server's
-		return d
-	}
-	d := deadline()
-	_, err := io.WriteString(st.w, retry) // into the response's buffer
-	if armed == 0 && time.Now().After(d) {
-		deadline() // passed while this goroutine waited to run, on a loaded machine
-	}
-	if err == nil && rc.Flush() == nil {
+	switch {
+	case st.env.ended:
+		// The handler ended the stream itself: nothing may follow.
+		st.saidGoodbye = false
+	case goodbye == nil: // gRPC: the trailers, as the handler returns
 		s.goodbyes.Add(1)
-		_ = rc.SetWriteDeadline(time.Time{}) // the end of the response, and a next request on the connection, have the server's
-	} else {
-		s.unwritten.Add(1)
+	default:
+		st.writeGoodbye(s, goodbye)
 	}
 	st.cancel()
 	var notify func()
@@ -272,9 +278,53 @@ func (c *requestContext) endStream(st *eventStream) {
 	}
 }
 
+// retryField returns an event stream's goodbye: a retry field with a
+// random delay within the stagger window, or retrySpread.
+func (st *responseStream) retryField(s *Shutdowner) []byte {
+	spread := retrySpread
+	if s.stagger > 0 {
+		spread = s.stagger
+	}
+	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n\n"
+	if st.f.afterCR {
+		// The last line ended with a CR: an LF completes it as a CRLF,
+		// and after a CR alone it means nothing more, so that a reader
+		// that splits lines on LF alone reads this one whole.
+		retry = "\n" + retry
+	}
+	return []byte(retry)
+}
+
+// writeGoodbye writes and flushes the stream's goodbye within
+// streamGoodbyeTimeout, or the end game's cap, and counts it as said or as
+// unwritten. st.mu must be held.
+func (st *responseStream) writeGoodbye(s *Shutdowner, goodbye []byte) {
+	rc := http.NewResponseController(st.w)
+	armed := s.goodbyeCap.Load()
+	deadline := func() time.Time {
+		d := time.Now().Add(streamGoodbyeTimeout)
+		if armed != 0 && armed < d.UnixNano() {
+			d = time.Unix(0, armed)
+		}
+		_ = rc.SetWriteDeadline(d) // not every writer can; the write then has the server's
+		return d
+	}
+	d := deadline()
+	_, err := st.w.Write(goodbye) // into the response's buffer
+	if armed == 0 && time.Now().After(d) {
+		deadline() // passed while this goroutine waited to run, on a loaded machine
+	}
+	if err == nil && rc.Flush() == nil {
+		s.goodbyes.Add(1)
+		_ = rc.SetWriteDeadline(time.Time{}) // the end of the response, and a next request on the connection, have the server's
+	} else {
+		s.unwritten.Add(1)
+	}
+}
+
 // write writes p to the stream, following its events; see conn.Write for
 // the goodbye's part.
-func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
+func (st *responseStream) write(c *requestContext, p []byte) (int, error) {
 	st.mu.Lock()
 	var n int
 	var err error
@@ -283,9 +333,9 @@ func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
 		err = ErrGoodbyeSent
 	case v&streamPending == 0:
 		n, err = st.w.Write(p)
-		st.f.follow(p[:n])
+		st.follower().follow(p[:n])
 	default:
-		n, err = writeToGoodbye(&st.f, st.w.Write, p, func() { c.endStream(st) })
+		n, err = writeToGoodbye(st.follower(), st.w.Write, p, func() { c.endStream(st) })
 	}
 	st.mu.Unlock()
 	st.afterWrite(c)
@@ -293,7 +343,7 @@ func (st *eventStream) write(c *requestContext, p []byte) (int, error) {
 }
 
 // flush flushes the stream unless it has ended.
-func (st *eventStream) flush(b *base, withError bool) error {
+func (st *responseStream) flush(b *base, withError bool) error {
 	st.mu.Lock()
 	var err error
 	if st.state.Load()&streamSent == 0 {

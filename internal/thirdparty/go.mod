@@ -21,7 +21,11 @@ require (
 	golang.org/x/net v0.57.0
 )
 
-require github.com/wsshutdown/wsshutdown v0.0.0
+require (
+	connectrpc.com/connect v1.20.0
+	github.com/wsshutdown/wsshutdown v0.0.0
+	google.golang.org/grpc v1.84.0
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -68,6 +72,7 @@ require (
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260706201446-f0a921348800 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 

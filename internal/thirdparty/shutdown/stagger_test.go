@@ -67,10 +67,17 @@ func TestStaggerSpreadsGoodbyes(t *testing.T) {
 	if k := len(early); k > 0 {
 		t.Errorf("%d request signals fired before Draining() closed", k)
 	}
+	wantSpread(t, times, window)
+}
+
+// wantSpread fails unless times, sorted, after the drain began, spread
+// over most of window, evenly: no fifth of it holds half of them.
+func wantSpread(t testing.TB, times []time.Duration, window time.Duration) {
+	t.Helper()
+	n := len(times)
 	if span := times[n-1] - times[0]; span < window/2 {
 		t.Errorf("goodbyes spread over %v, want most of the %v window", span, window)
 	}
-	// Evenly: no fifth of the window holds half of the goodbyes.
 	for slot := range 5 {
 		lo, hi := window*time.Duration(slot)/5, window*time.Duration(slot+1)/5
 		in := 0
