@@ -23,14 +23,6 @@ import (
 // Then it cancels the request's context and fails the handler's writes
 // with ErrGoodbyeSent, as for an event stream (sse.go).
 
-// The kinds of stream a response may be.
-const (
-	kindEvents  = 1 + iota // text/event-stream
-	kindGRPC               // application/grpc, application/grpc+proto, ...
-	kindGRPCWeb            // application/grpc-web, application/grpc-web+proto, ...
-	kindConnect            // application/connect+proto, application/connect+json, ...
-)
-
 // goodbyeMessage is the message of every protocol's goodbye status.
 const goodbyeMessage = "server shutting down"
 

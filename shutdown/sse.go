@@ -21,6 +21,22 @@ import (
 // r.Context().Done() and a loop that stops on a write error then return,
 // and net/http ends the response cleanly.
 
+// The kinds of stream a response may be.
+const (
+	kindEvents  = 1 + iota // text/event-stream
+	kindGRPC               // application/grpc, application/grpc+proto, ...
+	kindGRPCWeb            // application/grpc-web, application/grpc-web+proto, ...
+	kindConnect            // application/connect+proto, application/connect+json, ...
+
+	// Any other response that its handler has flushed: an NDJSON watch,
+	// a text/plain stream, an event stream with a Content-Encoding. Its
+	// framing is unknown, so its goodbye writes nothing and fails no
+	// write: it cancels the request's context between two writes, and the
+	// handler, which loops on it, returns and lets net/http end the
+	// response cleanly.
+	kindFlushed
+)
+
 // retrySpread is the spread of the reconnection delays sent without a
 // stagger window.
 const retrySpread = 5 * time.Second
@@ -39,7 +55,7 @@ const streamGoodbyeTimeout = 5 * time.Second
 // leaves streamPending for the writer to say once it gets through.
 type responseStream struct {
 	mu    sync.Mutex          // held across the handler's writes and flushes, and the goodbye
-	kind  uint8               // kindEvents, kindGRPC, kindGRPCWeb or kindConnect
+	kind  uint8               // kindEvents, kindGRPC, kindGRPCWeb, kindConnect or kindFlushed
 	f     eventFollower       // kindEvents
 	env   envelopeFollower    // the protocol streams
 	w     http.ResponseWriter // the writer the middleware wraps
@@ -57,9 +73,10 @@ type responseStream struct {
 
 // The bits of responseStream.state.
 const (
-	streamPending = 1 << iota // a goodbye waits for the next event boundary
-	streamSent                // the goodbye has gone out, or failed: writes fail
-	streamDone                // the handler has returned: nothing may be written
+	streamPending   = 1 << iota // a goodbye waits for the next event boundary
+	streamSent                  // the goodbye has gone out, or failed: writes fail
+	streamDone                  // the handler has returned: nothing may be written
+	streamCancelled             // kindFlushed: the goodbye has cancelled the context; writes go on
 )
 
 // eventFollower follows the lines of an event stream, as the
@@ -119,11 +136,27 @@ func (f *eventFollower) toBoundary(p []byte) int {
 
 // follower returns the stream's follower.
 func (st *responseStream) follower() boundaryFollower {
-	if st.kind == kindEvents {
+	switch st.kind {
+	case kindEvents:
 		return &st.f
+	case kindFlushed:
+		return betweenWrites{}
 	}
 	return &st.env
 }
+
+// followed reports whether st's writes go through it: a stream whose
+// framing the Shutdowner knows. Those of a flushed stream of unknown
+// framing, whose goodbye writes nothing, go straight to the response.
+func (st *responseStream) followed() bool { return st != nil && st.kind != kindFlushed }
+
+// betweenWrites follows a stream whose framing is unknown: every point
+// between two writes is a boundary.
+type betweenWrites struct{}
+
+func (betweenWrites) follow([]byte)         {}
+func (betweenWrites) toBoundary([]byte) int { return 0 }
+func (betweenWrites) atBoundary() bool      { return true }
 
 // sniff looks, once, at the response's header as it is written, and
 // begins following an event stream or a protocol stream. A stream with a
@@ -140,7 +173,7 @@ func (b *base) sniff() {
 
 // openStream begins following c's stream of kind k, written to w. A
 // protocol request's context is cancellable from its start (envelope.go);
-// an event stream's becomes so now.
+// another's becomes so now.
 func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter, k uint8) {
 	st := &responseStream{w: w, kind: k, f: eventFollower{atEvent: true}}
 	switch k {
@@ -237,12 +270,16 @@ func (c *requestContext) endStream(st *responseStream) {
 	if !st.follower().atBoundary() {
 		return
 	}
+	ended := uint32(streamSent)
+	if st.kind == kindFlushed {
+		ended = streamCancelled
+	}
 	for {
 		v := st.state.Load()
-		if v&(streamSent|streamDone) != 0 {
+		if v&(streamSent|streamDone|streamCancelled) != 0 {
 			return
 		}
-		if st.state.CompareAndSwap(v, (v|streamSent)&^streamPending) {
+		if st.state.CompareAndSwap(v, (v|ended)&^streamPending) {
 			break
 		}
 	}
@@ -261,7 +298,7 @@ func (c *requestContext) endStream(st *responseStream) {
 	case st.env.ended:
 		// The handler ended the stream itself: nothing may follow.
 		st.saidGoodbye = false
-	case goodbye == nil: // gRPC: the trailers, as the handler returns
+	case goodbye == nil: // gRPC's trailers, as the handler returns; a flushed stream's cancel
 		s.goodbyes.Add(1)
 	default:
 		st.writeGoodbye(s, goodbye)

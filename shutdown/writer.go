@@ -100,7 +100,7 @@ func (b *base) Write(p []byte) (int, error) {
 	if !b.ctx.sniffed {
 		b.sniff()
 	}
-	if st := b.ctx.stream.Load(); st != nil {
+	if st := b.ctx.stream.Load(); st.followed() {
 		return st.write(&b.ctx, p)
 	}
 	return b.rw.Write(p)
@@ -110,8 +110,8 @@ func (b *base) readFrom(r io.Reader) (int64, error) {
 	if !b.ctx.sniffed {
 		b.sniff()
 	}
-	if b.ctx.stream.Load() != nil {
-		return io.Copy(writerOnly{b}, r) // through Write, which follows the events
+	if b.ctx.stream.Load().followed() {
+		return io.Copy(writerOnly{b}, r) // through Write, which follows the stream
 	}
 	return b.rw.(io.ReaderFrom).ReadFrom(r)
 }
@@ -120,7 +120,7 @@ func (b *base) writeString(s string) (int, error) {
 	if !b.ctx.sniffed {
 		b.sniff()
 	}
-	if st := b.ctx.stream.Load(); st != nil {
+	if st := b.ctx.stream.Load(); st.followed() {
 		return st.write(&b.ctx, []byte(s))
 	}
 	return b.rw.(io.StringWriter).WriteString(s)
@@ -143,7 +143,12 @@ func (b *base) flushVia(withError bool) error {
 	if !b.ctx.sniffed {
 		b.sniff() // a flush writes the header
 	}
-	if st := b.ctx.stream.Load(); st != nil {
+	st := b.ctx.stream.Load()
+	if st == nil && !b.ctx.switched {
+		// A response its handler flushes is a stream, whatever it is.
+		b.ctx.s.openStream(&b.ctx, b.rw, kindFlushed)
+	}
+	if st.followed() {
 		return st.flush(b, withError)
 	}
 	return b.flushInner(withError)
