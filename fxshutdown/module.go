@@ -81,6 +81,12 @@ type Config struct {
 	// shutdown.DefaultGoodbyeReason; at most 123 bytes of UTF-8.
 	GoodbyeReason string
 
+	// PendingGrace is how long after the stagger window a request still
+	// running with nothing written (a long poll) may go on before its
+	// context is cancelled, as shutdown.WithPendingGrace: zero means
+	// shutdown.DefaultPendingGrace, a negative value never cancels them.
+	PendingGrace time.Duration
+
 	// OwnGoodbyes says that the application says every goodbye itself,
 	// as shutdown.WithOwnGoodbyes: a hub that selects on the Shutdowner's
 	// Draining and writes to all its connections. The Shutdowner then
@@ -135,6 +141,9 @@ func New(p Params) (Result, error) {
 		return Result{}, err
 	}
 	opts = append(opts, goodbye)
+	if c.PendingGrace != 0 {
+		opts = append(opts, shutdown.WithPendingGrace(c.PendingGrace))
+	}
 	if c.OwnGoodbyes {
 		opts = append(opts, shutdown.WithOwnGoodbyes())
 	}

@@ -40,8 +40,11 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 			s.serverConns = make(map[net.Conn]http.ConnState)
 		}
 		s.serverConns[c] = state
-	default: // idle (http.Server.Shutdown closes those), hijacked or closed
+	case http.StateIdle: // http.Server.Shutdown closes those
 		delete(s.serverConns, c)
+	default: // hijacked or closed
+		delete(s.serverConns, c)
+		delete(s.slots, c)
 	}
 	s.serverMu.Unlock()
 }

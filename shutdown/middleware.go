@@ -60,7 +60,17 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			b.ctx.more = &requestMore{cancel: cancel}
 			b.ctx.flags.Store(protocolFlag)
 		}
+		slot := s.slotOf(r)
+		if slot != nil {
+			slot.req.Store(&b.ctx)
+		}
 		defer func() {
+			if slot != nil {
+				slot.req.Store(nil)
+				if b.ctx.flags.Load()&(cancelledFlag|wroteFlag) == cancelledFlag {
+					s.reject(w) // a long poll the drain ended, which said nothing
+				}
+			}
 			s.handlerReturned(&b.ctx)
 			s.exit()
 		}()
@@ -112,9 +122,11 @@ type requestContext struct {
 }
 
 const (
-	askedFlag    = 1 << iota // application code asked for the request's signal
-	returnedFlag             // the handler has returned
-	protocolFlag             // a protocol request: more.cancel, set before the request was shared, cancels its context
+	askedFlag     = 1 << iota // application code asked for the request's signal
+	returnedFlag              // the handler has returned
+	protocolFlag              // a protocol request: more.cancel, set before the request was shared, cancels its context
+	wroteFlag                 // the response has begun: a header or a byte written, a flush, or a hijack
+	cancelledFlag             // pending, its context was cancelled by the drain (pending.go)
 )
 
 // earlyCancel returns the cancel of a protocol request's context, or nil.

@@ -23,12 +23,13 @@ import (
 // its drain has begun, its middleware answers every new request with 503.
 type Shutdowner struct {
 	// Options, set by New before the Shutdowner is shared.
-	keepOpen   bool          // WithForceClose(false)
-	retryAfter time.Duration // 0: DefaultRetryAfter; < 0: no header
-	stagger    time.Duration // WithStagger
-	drainDelay time.Duration // WithDrainDelay
-	goodbye    []byte        // WithGoodbye's close frame; nil: defaultGoodbye
-	goodbyeOff bool          // WithGoodbye(0, ...)
+	keepOpen     bool          // WithForceClose(false)
+	retryAfter   time.Duration // 0: DefaultRetryAfter; < 0: no header
+	stagger      time.Duration // WithStagger
+	drainDelay   time.Duration // WithDrainDelay
+	goodbye      []byte        // WithGoodbye's close frame; nil: defaultGoodbye
+	goodbyeOff   bool          // WithGoodbye(0, ...)
+	pendingGrace time.Duration // WithPendingGrace; 0: DefaultPendingGrace, < 0: never
 
 	// state holds drainingBit and the number of running handlers plus
 	// tracked connections: one word, so that a request is either counted
@@ -66,6 +67,14 @@ type Shutdowner struct {
 	serverConns map[net.Conn]http.ConnState
 	closeNew    bool
 	hooked      atomic.Bool // ConnState has been called
+
+	// The connections' contexts made by ConnContext (pending.go), until
+	// ConnState sees them closed or hijacked; guarded by serverMu.
+	slots   map[net.Conn]*connSlot
+	slotted atomic.Bool // ConnContext has been called
+	// The cancellation of the pending requests, once the drain has
+	// begun; guarded by mu.
+	pendingTimer *time.Timer
 
 	// With a stagger window only, guarded by mu: the requests that asked
 	// for their own drain signal and have not ended, and, once the drain

@@ -99,6 +99,7 @@ func (s *Shutdowner) staggerSignals(ctx context.Context) {
 		}
 	}
 	if s.stagger <= 0 {
+		s.schedulePending(0)
 		goodbyeAll(behalf)
 		return
 	}
@@ -107,6 +108,7 @@ func (s *Shutdowner) staggerSignals(ctx context.Context) {
 		window = max(min(window, time.Until(deadline)/2), 0)
 	}
 	s.staggerEnd = time.Now().Add(window)
+	s.schedulePending(window)
 	signals := make([]*requestContext, 0, len(s.signals))
 	for c := range s.signals {
 		signals = append(signals, c)

@@ -165,6 +165,7 @@ func (betweenWrites) atBoundary() bool      { return true }
 // would corrupt it.
 func (b *base) sniff() {
 	b.ctx.sniffed = true
+	b.ctx.flags.Or(wroteFlag)
 	h := b.rw.Header()
 	if k := streamKind(h["Content-Type"]); k != 0 && len(h["Content-Encoding"]) == 0 {
 		b.ctx.s.openStream(&b.ctx, b.rw, k)
@@ -195,6 +196,11 @@ func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter, k uint
 	}
 	s.streams[c] = struct{}{}
 	if s.isDraining() && s.streamOnBehalf(c) {
+		if c.flags.Load()&cancelledFlag != 0 {
+			// A pending protocol request the drain cancelled, now
+			// answering: the goodbye comes before its first byte.
+			st.state.Or(streamPending)
+		}
 		s.lateGoodbye(c)
 	}
 }

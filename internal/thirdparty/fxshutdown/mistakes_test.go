@@ -2,11 +2,14 @@ package fxshutdown_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/fx"
@@ -16,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/wsshutdown/wsshutdown/fxshutdown"
+	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
@@ -233,5 +237,61 @@ func TestNoLoggerLogsThroughSlogDefault(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "serving,drain started,drained" {
 		t.Fatalf("slog.Default got %q, want serving, drain started, drained", got)
+	}
+}
+
+// The module hooks its servers' ConnContext: a long poll that waits on its
+// context is cancelled after Config.PendingGrace and answered 503, and the
+// stop ends long before its budget; the server's own ConnContext still
+// runs.
+func TestStopEndsLongPolls(t *testing.T) {
+	type ownKey struct{}
+	logger, logs := observed()
+	var s *shutdown.Shutdowner
+	app := fxtest.New(t, fx.NopLogger, logger, fxshutdown.Module, fx.Populate(&s),
+		fx.Supply(fxshutdown.Config{PendingGrace: 50 * time.Millisecond}),
+		fx.Provide(fxshutdown.AsServer(func(s *shutdown.Shutdowner) *http.Server {
+			return &http.Server{
+				Addr: "127.0.0.1:0",
+				ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+					return context.WithValue(ctx, ownKey{}, true)
+				},
+				Handler: s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Context().Value(ownKey{}) != true {
+						http.Error(w, "the server's own ConnContext did not run", http.StatusInternalServerError)
+						return
+					}
+					<-r.Context().Done() // a long poll
+				})),
+			}
+		})),
+	)
+	app.RequireStart()
+	addr := logs.FilterMessage("serving").All()[0].ContextMap()["addr"].(string)
+	type result struct {
+		code int
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr)
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		got <- result{resp.StatusCode, nil}
+	}()
+	wstest.WaitUntil(t, func() bool { return s.Stats().Active == 1 })
+	start := time.Now()
+	app.RequireStop()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stop took %v", took)
+	}
+	if r := wstest.Receive(t, got, 1)[0]; r.err != nil || r.code != http.StatusServiceUnavailable {
+		t.Errorf("long poll got %d, %v; want 503", r.code, r.err)
+	}
+	if n := len(logs.FilterLevelExact(zapcore.WarnLevel).All()); n != 0 {
+		t.Errorf("%d Warn entries: %q", n, messages(logs.All()))
 	}
 }
