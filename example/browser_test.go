@@ -34,33 +34,10 @@ func TestPageInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser: skipped in -short mode")
 	}
-	browser := browserPath(t)
+	page := openBrowser(t)
 	app, addr, _ := startApp(t)
 
-	// Chromium's helpers may still write in their profile for a moment
-	// after it stops, so the profile is not in t.TempDir, whose removal
-	// would fail the test.
-	profile, err := os.MkdirTemp("", "wsshutdown-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer removeLater(profile)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(profile),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-quic", true),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	page, cancelPage := chromedp.NewContext(allocCtx)
-	defer cancelPage()
-
-	err = chromedp.Do(page,
+	err := chromedp.Do(page,
 		chromedp.Navigate("http://"+addr+"/"),
 		waitFor(`text("ws-status") === "open"`),
 		waitFor(`Number(text("ws-ticks")) >= 2`),
@@ -116,6 +93,34 @@ func TestPageInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// openBrowser starts a headless Chromium for the test, or skips it, and
+// returns a page's context; the browser stops when the test ends.
+func openBrowser(t *testing.T) context.Context {
+	t.Helper()
+	browser := browserPath(t)
+	// Chromium's helpers may still write in their profile for a moment
+	// after it stops, so the profile is not in t.TempDir, whose removal
+	// would fail the test.
+	profile, err := os.MkdirTemp("", "wsshutdown-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeLater(profile) })
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(profile),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	page, cancelPage := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelPage(); cancelAlloc(); cancel() })
+	return page
 }
 
 // text is the page's function for the expressions below: the text of the

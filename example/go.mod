@@ -1,6 +1,6 @@
 module github.com/wsshutdown/wsshutdown/example
 
-go 1.25.0
+go 1.26
 
 require (
 	github.com/chromedp/chromedp v0.23.0

@@ -322,13 +322,18 @@ func (c *requestContext) endStream(st *responseStream) {
 }
 
 // retryField returns an event stream's goodbye: a retry field with a
-// random delay within the stagger window, or retrySpread.
+// random delay within the stagger window, or retrySpread, and no empty
+// line after it. The HTML standard's parser applies a retry field as it
+// reads its line, and dispatches an event only at an empty line, which
+// the end of the stream never brings; clients that dispatch an empty
+// event for a block with only a retry field (go-sse 0.12) then dispatch
+// nothing.
 func (st *responseStream) retryField(s *Shutdowner) []byte {
 	spread := retrySpread
 	if s.stagger > 0 {
 		spread = s.stagger
 	}
-	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n\n"
+	retry := "retry: " + strconv.FormatInt(rand.Int64N(int64(spread/time.Millisecond)+1), 10) + "\n"
 	if st.f.afterCR {
 		// The last line ended with a CR: an LF completes it as a CRLF,
 		// and after a CR alone it means nothing more, so that a reader

@@ -1,6 +1,6 @@
 module github.com/wsshutdown/wsshutdown/internal/thirdparty
 
-go 1.25.0
+go 1.26
 
 require (
 	github.com/coder/websocket v1.8.15
@@ -23,8 +23,11 @@ require (
 
 require (
 	connectrpc.com/connect v1.20.0
+	github.com/r3labs/sse/v2 v2.10.0
+	github.com/tmaxmax/go-sse v0.12.0
 	github.com/wsshutdown/wsshutdown v0.0.0
 	google.golang.org/grpc v1.84.0
+	gopkg.in/cenkalti/backoff.v1 v1.1.0
 )
 
 require (

@@ -307,7 +307,7 @@ func TestStreamGoodbyeAfterCRLF(t *testing.T) {
 			}
 			body := string(first) + string(rest)
 			i := strings.LastIndex(body, "retry: ")
-			if i < 0 || !strings.HasSuffix(body, "\n\n") {
+			if i < 0 || !strings.HasSuffix(body, "\n") {
 				t.Fatalf("the stream ends %q, want a retry field", body[max(len(body)-40, 0):])
 			}
 			events := body[:i]
