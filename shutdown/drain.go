@@ -173,6 +173,7 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 	if s.pendingGrace >= 0 {
 		s.cancelPending() // their handlers may yet answer 503, before the force-close
 	}
+	s.urgeStreams()
 	st := s.Stats()
 	left := &DrainError{Active: st.Active, Hijacked: st.Hijacked, Open: st.Open, Err: timeUp}
 	if s.keepOpen {

@@ -91,8 +91,9 @@ type envelopeFollower struct {
 	flags   byte   // the current message's flags
 	left    uint32 // bytes of the current message still to come, once its prefix is whole
 	length  uint32 // the current prefix's length, as it is read
-	endFlag byte   // the flag of the message that ends the stream; 0 for gRPC
-	ended   bool   // a message with endFlag has been written whole
+	endFlag  byte   // the flag of the message that ends the stream; 0 for gRPC
+	ended    bool   // a message with endFlag has been written whole
+	messages uint32 // whole messages written, up to 1<<32-1
 }
 
 func (f *envelopeFollower) follow(p []byte) {
@@ -129,6 +130,9 @@ func (f *envelopeFollower) byte(b byte) {
 
 func (f *envelopeFollower) messageEnded() {
 	f.prefix = 0
+	if f.messages < ^uint32(0) {
+		f.messages++
+	}
 	if f.endFlag != 0 && f.flags&f.endFlag != 0 {
 		f.ended = true
 	}
@@ -188,4 +192,19 @@ func setGoodbyeTrailers(h http.Header) {
 			h[http.TrailerPrefix+k] = []string{v}
 		}
 	}
+}
+
+// span returns how many bytes of p, at least one if p has any, reach the
+// end of the current message or, between messages, of the next one: the
+// next boundary after the first byte of p. It does not move f.
+func (f *envelopeFollower) span(p []byte) int {
+	if len(p) == 0 || !f.atBoundary() {
+		return f.toBoundary(p)
+	}
+	g := *f
+	g.follow(p[:1])
+	if g.atBoundary() {
+		return 1
+	}
+	return 1 + g.toBoundary(p[1:])
 }

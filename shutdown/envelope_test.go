@@ -58,11 +58,22 @@ func FuzzEnvelopeFollower(f *testing.F) {
 			if got := g.toBoundary(p); got != want {
 				t.Fatalf("at %d of %d bytes, toBoundary of %d bytes = %d, want %d", at, len(stream), len(p), got, want)
 			}
+			// span: to the first boundary after at least one byte.
+			wantSpan := len(p)
+			if j, _ := slices.BinarySearch(boundaries, at+1); j < len(boundaries) && boundaries[j]-at < len(p) {
+				wantSpan = boundaries[j] - at
+			}
+			if got := g.span(p); got != wantSpan {
+				t.Fatalf("at %d of %d bytes, span of %d bytes = %d, want %d", at, len(stream), len(p), got, wantSpan)
+			}
 			g.follow(p)
 			at += len(p)
 			if _, ok := slices.BinarySearch(boundaries, at); g.atBoundary() != ok {
 				t.Fatalf("at %d of %d bytes: atBoundary = %v, want %v", at, len(stream), g.atBoundary(), ok)
 			}
+		}
+		if g.messages != uint32(len(boundaries)-1) {
+			t.Fatalf("messages = %d, want %d", g.messages, len(boundaries)-1)
 		}
 		ended := endFlag != 0 && len(stream) > 0 && stream[boundaries[len(boundaries)-2]]&endFlag != 0
 		if g.ended != ended {

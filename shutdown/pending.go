@@ -118,15 +118,39 @@ func (s *Shutdowner) cancelPending() {
 	}
 }
 
-// schedulePending arms the cancellation of the pending requests, window
-// after the drain begins. s.mu must be held.
+// urgeStreams makes the pending goodbyes of the protocol streams say
+// themselves at their next boundary, rather than before a next message
+// (sse.go): the grace is over, or the deadline near.
+func (s *Shutdowner) urgeStreams() {
+	s.mu.Lock()
+	var urged []*requestContext
+	for c := range s.streams {
+		if st := c.stream.Load(); st.protocol() && s.streamOnBehalf(c) {
+			urged = append(urged, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range urged {
+		c.stream.Load().urge(c)
+	}
+}
+
+// graceOver is the end of the grace: the pending requests are cancelled,
+// and the protocol streams' goodbyes urged.
+func (s *Shutdowner) graceOver() {
+	s.cancelPending()
+	s.urgeStreams()
+}
+
+// schedulePending arms graceOver, the grace after window, once the drain
+// has begun. s.mu must be held.
 func (s *Shutdowner) schedulePending(window time.Duration) {
 	grace := s.pendingGrace
-	if grace < 0 || !s.slotted.Load() {
+	if grace < 0 {
 		return
 	}
 	if grace == 0 {
 		grace = DefaultPendingGrace
 	}
-	s.pendingTimer = time.AfterFunc(window+grace, s.cancelPending)
+	s.pendingTimer = time.AfterFunc(window+grace, s.graceOver)
 }

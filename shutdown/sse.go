@@ -77,6 +77,7 @@ const (
 	streamSent                  // the goodbye has gone out, or failed: writes fail
 	streamDone                  // the handler has returned: nothing may be written
 	streamCancelled             // kindFlushed: the goodbye has cancelled the context; writes go on
+	streamUrgent                // a protocol stream's goodbye may be said at any boundary, not only before a next message
 )
 
 // eventFollower follows the lines of an event stream, as the
@@ -199,7 +200,7 @@ func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter, k uint
 		if c.flags.Load()&cancelledFlag != 0 {
 			// A pending protocol request the drain cancelled, now
 			// answering: the goodbye comes before its first byte.
-			st.state.Or(streamPending)
+			st.state.Or(streamPending | streamUrgent)
 		}
 		s.lateGoodbye(c)
 	}
@@ -253,7 +254,7 @@ func (st *responseStream) tryEnd(c *requestContext) {
 		return
 	}
 	if st.state.Load()&streamPending != 0 {
-		c.endStream(st)
+		c.endStream(st, false)
 	}
 	st.mu.Unlock()
 }
@@ -272,8 +273,16 @@ func (st *responseStream) afterWrite(c *requestContext) {
 // or the end game's cap: a stream whose peer stopped reading counts it as
 // unwritten. Either way the request's context is cancelled. st.mu must be
 // held.
-func (c *requestContext) endStream(st *responseStream) {
+//
+// A protocol stream's goodbye waits, unless urgent, for the handler to
+// begin a message after at least one whole one (before, the caller passes
+// next): a unary or client-streaming call, whose response is one message,
+// is never ended between its message and its status.
+func (c *requestContext) endStream(st *responseStream, next bool) {
 	if !st.follower().atBoundary() {
+		return
+	}
+	if st.protocol() && !next && st.state.Load()&streamUrgent == 0 {
 		return
 	}
 	ended := uint32(streamSent)
@@ -383,11 +392,52 @@ func (st *responseStream) write(c *requestContext, p []byte) (int, error) {
 		n, err = st.w.Write(p)
 		st.follower().follow(p[:n])
 	default:
-		n, err = writeToGoodbye(st.follower(), st.w.Write, p, func() { c.endStream(st) })
+		if st.protocol() {
+			n, err = st.writeMessages(c, p)
+		} else {
+			n, err = writeToGoodbye(st.follower(), st.w.Write, p, func() { c.endStream(st, true) })
+		}
 	}
 	st.mu.Unlock()
 	st.afterWrite(c)
 	return n, err
+}
+
+// writeMessages writes p to a protocol stream whose goodbye is pending:
+// message by message, saying the goodbye before the first message that
+// follows a whole one (or before any, once urgent), and failing the rest
+// of p. st.mu must be held.
+func (st *responseStream) writeMessages(c *requestContext, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if st.env.atBoundary() && (st.env.messages > 0 || st.state.Load()&streamUrgent != 0) {
+			c.endStream(st, true)
+			return n, ErrGoodbyeSent
+		}
+		k := st.env.span(p[n:])
+		m, err := st.w.Write(p[n : n+k])
+		st.env.follow(p[n : n+m])
+		if n += m; err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// protocol reports whether st is a gRPC, gRPC-Web or Connect stream.
+func (st *responseStream) protocol() bool {
+	return st != nil && st.kind == kindGRPC || st.kind == kindGRPCWeb || st.kind == kindConnect
+}
+
+// urge makes a protocol stream's pending goodbye say itself at the next
+// boundary, the one it is at included: the grace after the stagger window
+// is over, or the deadline is near. A unary call still running then has
+// had time to finish.
+func (st *responseStream) urge(c *requestContext) {
+	if st.protocol() {
+		st.state.Or(streamUrgent | streamPending)
+		st.tryEnd(c)
+	}
 }
 
 // flush flushes the stream unless it has ended.

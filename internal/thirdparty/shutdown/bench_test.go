@@ -100,12 +100,22 @@ func BenchmarkMiddleware(b *testing.B) {
 // loopback, one bare and one through the middleware, to keep-alive clients,
 // alternating between them in rounds so that both see the same machine.
 // It reports the wrapped server's throughput as a percentage of the bare
-// one's.
+// one's; "hooked" sets the wrapped server's ConnState and ConnContext to
+// the Shutdowner's, as the README's server does.
 func BenchmarkServer(b *testing.B) {
+	b.Run("middleware", func(b *testing.B) { benchmarkServer(b, false) })
+	b.Run("hooked", func(b *testing.B) { benchmarkServer(b, true) })
+}
+
+func benchmarkServer(b *testing.B, hooked bool) {
 	var s shutdown.Shutdowner
 	bare := httptest.NewServer(okHandler)
 	defer bare.Close()
-	wrapped := httptest.NewServer(s.Middleware(okHandler))
+	wrapped := httptest.NewUnstartedServer(s.Middleware(okHandler))
+	if hooked {
+		wrapped.Config.ConnState, wrapped.Config.ConnContext = s.ConnState, s.ConnContext
+	}
+	wrapped.Start()
 	defer wrapped.Close()
 	const clients = 4
 	transport := &http.Transport{MaxIdleConnsPerHost: clients}

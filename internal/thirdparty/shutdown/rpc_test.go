@@ -295,3 +295,112 @@ func TestRPCStreamGoodbyesStaggered(t *testing.T) {
 		})
 	}
 }
+
+// unaryStreamer answers UnaryCall once release is closed, and streams one
+// message and then waits, knowing nothing of the drain.
+type unaryStreamer struct {
+	testgrpc.UnimplementedTestServiceServer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (u *unaryStreamer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	u.entered <- struct{}{}
+	<-u.release
+	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: []byte("answer")}}, nil
+}
+
+func (u *unaryStreamer) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, stream testgrpc.TestService_StreamingOutputCallServer) error {
+	if err := stream.Send(numbered(0)); err != nil {
+		return err
+	}
+	u.entered <- struct{}{}
+	<-stream.Context().Done() // for an event that never comes
+	return stream.Context().Err()
+}
+
+// A unary call whose handler answers once the drain has begun gets its
+// answer with OK: its response is one message, and the goodbye waits for
+// a next one that never comes, so no status replaces the handler's.
+func TestUnaryCallsDuringTheDrainSucceed(t *testing.T) {
+	const n = 20
+	s := shutdown.New(shutdown.WithPendingGrace(time.Minute)) // the grace never ends here
+	u := &unaryStreamer{entered: make(chan struct{}, n), release: make(chan struct{})}
+	g := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(g, u)
+	ts := httptest.NewUnstartedServer(s.Middleware(g))
+	ts.Config.Protocols = h2c(true)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	cc, err := grpc.NewClient(ts.Listener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := testgrpc.NewTestServiceClient(cc)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+			if err == nil && string(resp.GetPayload().GetBody()) != "answer" {
+				err = fmt.Errorf("answer %q", resp.GetPayload().GetBody())
+			}
+			errs <- err
+		}()
+	}
+	wstest.Receive(t, u.entered, n)
+	drained := make(chan error, 1)
+	go func() { drained <- s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config) }()
+	wstest.WaitUntil(t, func() bool { return s.Stats().Draining })
+	close(u.release)
+	for i, err := range wstest.Receive(t, errs, n) {
+		if err != nil {
+			t.Errorf("call %d: %v, want its answer", i, err)
+		}
+	}
+	if err := wstest.Receive(t, drained, 1)[0]; err != nil {
+		t.Errorf("ShutdownWithServer: %v", err)
+	}
+	if got := s.Stats().Goodbyes; got != 0 {
+		t.Errorf("Stats().Goodbyes = %d, want 0", got)
+	}
+}
+
+// A server stream that has sent a message and then waits gets its goodbye
+// once the grace after the stagger window is over, at its boundary.
+func TestWaitingStreamIsEndedAfterTheGrace(t *testing.T) {
+	const n, grace = 10, 100 * time.Millisecond
+	s := shutdown.New(shutdown.WithPendingGrace(grace))
+	u := &unaryStreamer{entered: make(chan struct{}, n)}
+	g := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(g, u)
+	ts := httptest.NewUnstartedServer(s.Middleware(g))
+	ts.Config.Protocols = h2c(true)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	cc, err := grpc.NewClient(ts.Listener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	clients := make([]<-chan rpcEnd, n)
+	for i := range clients {
+		stream, err := testgrpc.NewTestServiceClient(cc).StreamingOutputCall(context.Background(), &testgrpc.StreamingOutputCallRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = receive(stream.Recv, func(err error) (string, string) {
+			st := status.Convert(err)
+			return st.Code().String(), st.Message()
+		})
+	}
+	wstest.Receive(t, u.entered, n)
+	start := time.Now()
+	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
+		t.Fatalf("ShutdownWithServer: %v", err)
+	}
+	times := wantUnavailable(t, clients, start)
+	if times[0] < grace {
+		t.Errorf("a stream ended %v after the drain began, before the %v grace", times[0], grace)
+	}
+}
