@@ -87,10 +87,10 @@ func protocolKind(r *http.Request) uint8 {
 // ends. A message whose flags have the end bit (the trailer frame of
 // gRPC-Web, Connect's end of stream) ends the stream: nothing may follow.
 type envelopeFollower struct {
-	prefix  uint8  // bytes of the current prefix seen, 1 to 5; 0 between messages
-	flags   byte   // the current message's flags
-	left    uint32 // bytes of the current message still to come, once its prefix is whole
-	length  uint32 // the current prefix's length, as it is read
+	prefix   uint8  // bytes of the current prefix seen, 1 to 5; 0 between messages
+	flags    byte   // the current message's flags
+	left     uint32 // bytes of the current message still to come, once its prefix is whole
+	length   uint32 // the current prefix's length, as it is read
 	endFlag  byte   // the flag of the message that ends the stream; 0 for gRPC
 	ended    bool   // a message with endFlag has been written whole
 	messages uint32 // whole messages written, up to 1<<32-1
