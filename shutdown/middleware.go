@@ -62,14 +62,11 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 		}
 		slot := s.slotOf(r)
 		if slot != nil {
-			slot.req.Store(&b.ctx)
+			b.ctx.enterSlot(slot, r.ProtoMajor == 1)
 		}
 		defer func() {
-			if slot != nil {
-				slot.req.Store(nil)
-				if b.ctx.flags.Load()&(cancelledFlag|wroteFlag) == cancelledFlag {
-					s.reject(w) // a long poll the drain ended, which said nothing
-				}
+			if slot != nil && b.ctx.leaveSlot(slot) {
+				s.reject(w) // a long poll the drain ended, which said nothing
 			}
 			s.handlerReturned(&b.ctx)
 			s.exit()
@@ -127,6 +124,8 @@ const (
 	protocolFlag              // a protocol request: more.cancel, set before the request was shared, cancels its context
 	wroteFlag                 // the response has begun: a header or a byte written, a flush, or a hijack
 	cancelledFlag             // pending, its context was cancelled by the drain (pending.go)
+	settledFlag               // no longer pending: it wrote, hijacked or asked (pending.go)
+	sharedFlag                // an HTTP/2 request on a slotted connection: more.slot counts it, set before the request was shared
 )
 
 // earlyCancel returns the cancel of a protocol request's context, or nil.
@@ -153,6 +152,9 @@ type requestMore struct {
 	// A protocol request's: cancels its context, which it has had from
 	// its start (envelope.go). Set before the request is shared.
 	cancel context.CancelFunc
+	// An HTTP/2 request's connection, which counts it (pending.go). Set
+	// before the request is shared.
+	slot *connSlot
 }
 
 // extra returns c.more, made if need be. s.mu must be held.

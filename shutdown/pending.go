@@ -15,8 +15,9 @@ import (
 // returns without writing, so that they do not hold the drain to its
 // deadline. It reaches them through their connections' contexts, made by
 // ConnContext, whose cancellation reaches every context a handler took
-// from its request: one allocation a connection, none a request. HTTP/2
-// requests, which share their connection's context, are not cancelled.
+// from its request: one allocation a connection, none an HTTP/1 request.
+// HTTP/2 requests share their connection's context, which is cancelled
+// only when every request on it is pending; each costs an allocation.
 
 // DefaultPendingGrace is how long after the stagger window a request that
 // has written nothing may still run before the Shutdowner cancels its
@@ -30,9 +31,10 @@ const DefaultPendingGrace = time.Second
 // Retry-After and Connection: close. A request that has written anything,
 // hijacked its connection, asked for its drain signal or runs under
 // [LetFinish] is never cancelled this way. It needs the server's
-// ConnContext and ConnState hooks ([Shutdowner.ConnContext]), and reaches
-// HTTP/1 requests only. The default is [DefaultPendingGrace]; d < 0 never
-// cancels them.
+// ConnContext and ConnState hooks ([Shutdowner.ConnContext]). HTTP/2
+// requests share their connection's context: they are cancelled when all
+// the requests on their connection are pending, and gRPC ones never. The
+// default is [DefaultPendingGrace]; d < 0 never cancels them.
 func WithPendingGrace(d time.Duration) Option {
 	if d == 0 {
 		d = -1 // zero in the Shutdowner means the default
@@ -49,7 +51,7 @@ func WithPendingGrace(d time.Duration) Option {
 // (call it from a hook of your own if you have one). It gives each
 // connection a context the Shutdowner can cancel, so that a drain ends the
 // requests that wait with nothing written (see [WithPendingGrace]). It
-// costs one allocation a connection. Without ConnState, the Shutdowner
+// costs one allocation a connection, and one an HTTP/2 request. Without ConnState, the Shutdowner
 // never learns that a connection has closed, and keeps what it made for
 // it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
@@ -66,11 +68,57 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 }
 
 // connSlot is a connection's context, made by ConnContext: cancellable by
-// the Shutdowner, and holding the request inside the middleware, if any.
+// the Shutdowner, and holding the HTTP/1 request inside the middleware, if
+// any, or counting the HTTP/2 ones and those of them no longer pending.
 type connSlot struct {
 	context.Context
 	cancel context.CancelFunc
-	req    atomic.Pointer[requestContext]
+	req    atomic.Pointer[requestContext] // HTTP/1
+
+	active, settled atomic.Int32 // HTTP/2
+	cancelled       atomic.Bool  // HTTP/2: cancelPending cancelled it
+}
+
+// enterSlot puts c, a request on sl's connection, in sl. An HTTP/2
+// protocol request, which is not ended as a pending one (its status would
+// be the handler's CANCELLED), counts as settled.
+func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
+	if http1 {
+		sl.req.Store(c)
+		return
+	}
+	if c.more == nil {
+		c.more = new(requestMore)
+	}
+	c.more.slot = sl
+	sl.active.Add(1)
+	if c.flags.Or(sharedFlag)&protocolFlag != 0 {
+		c.settle(0)
+	}
+}
+
+// leaveSlot takes c out of sl as its handler returns, and reports whether
+// the drain cancelled it as pending and it wrote nothing: the middleware
+// then answers 503.
+func (c *requestContext) leaveSlot(sl *connSlot) bool {
+	f := c.flags.Load()
+	if f&sharedFlag == 0 {
+		sl.req.Store(nil)
+		return f&(cancelledFlag|wroteFlag) == cancelledFlag
+	}
+	if f&settledFlag != 0 {
+		sl.settled.Add(-1)
+	}
+	sl.active.Add(-1)
+	return f&wroteFlag == 0 && sl.cancelled.Load()
+}
+
+// settle sets bit in c's flags and, the first time, counts c as no longer
+// pending in its HTTP/2 connection's slot.
+func (c *requestContext) settle(bit uint32) {
+	if old := c.flags.Or(bit | settledFlag); old&(settledFlag|sharedFlag) == sharedFlag {
+		c.more.slot.settled.Add(1)
+	}
 }
 
 type connSlotKey struct{}
@@ -85,10 +133,10 @@ func (sl *connSlot) Value(key any) any {
 	return sl.Context.Value(key)
 }
 
-// slotOf returns the slot of r's connection, for an HTTP/1 request on a
-// server with the ConnContext hook, or nil.
+// slotOf returns the slot of r's connection, on a server with the
+// ConnContext hook, or nil.
 func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
-	if !s.slotted.Load() || r.ProtoMajor != 1 {
+	if !s.slotted.Load() {
 		return nil
 	}
 	sl, _ := r.Context().Value(connSlotKey{}).(*connSlot)
@@ -102,13 +150,18 @@ func (c *requestContext) pending() bool {
 }
 
 // cancelPending cancels the contexts of the pending requests, marking
-// them cancelledFlag for their middleware to answer.
+// them for their middleware to answer: an HTTP/1 connection's request if
+// it is pending, and an HTTP/2 connection's requests if every one of them
+// is, since they share its context.
 func (s *Shutdowner) cancelPending() {
 	s.serverMu.Lock()
 	var cancel []context.CancelFunc
 	for _, sl := range s.slots {
 		if c := sl.req.Load(); c != nil && c.pending() {
 			c.flags.Or(cancelledFlag)
+			cancel = append(cancel, sl.cancel)
+		} else if sl.active.Load() > 0 && sl.settled.Load() == 0 {
+			sl.cancelled.Store(true)
 			cancel = append(cancel, sl.cancel)
 		}
 	}

@@ -66,7 +66,7 @@ func (c *requestContext) signal() <-chan struct{} {
 // connection gets no goodbye on its behalf when the signal fires. s.mu must
 // be held.
 func (c *requestContext) markAsked() {
-	c.flags.Or(askedFlag)
+	c.settle(askedFlag)
 	if c.conn != nil {
 		c.conn.ws.asked.Store(true)
 	}

@@ -90,7 +90,7 @@ func (b *base) Unwrap() http.ResponseWriter { return b.rw }
 func (b *base) WriteHeader(statusCode int) {
 	if statusCode == http.StatusSwitchingProtocols {
 		b.ctx.switched = true
-		b.ctx.flags.Or(wroteFlag)
+		b.ctx.settle(wroteFlag)
 	} else if statusCode >= 200 && !b.ctx.sniffed {
 		b.sniff()
 	}
@@ -194,7 +194,7 @@ func (b *base) closeNotify() <-chan bool {
 // to the tracked connection, so that a websocket library that writes its
 // frames there (coder/websocket, x/net/websocket, gobwas/ws) is followed.
 func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
-	b.ctx.flags.Or(wroteFlag)
+	b.ctx.settle(wroteFlag)
 	c, brw, err := http.NewResponseController(b.rw).Hijack()
 	if err != nil {
 		return c, brw, err

@@ -17,12 +17,13 @@ import (
 )
 
 // serveHooked is serve with the server's ConnContext and ConnState hooks,
-// as the README wires a server.
+// as the README wires a server; the server also speaks h2c.
 func serveHooked(t testing.TB, s *shutdown.Shutdowner, h http.Handler) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(s.Middleware(h))
 	ts.Config.ConnContext = s.ConnContext
 	ts.Config.ConnState = s.ConnState
+	ts.Config.Protocols = h2c(true)
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return ts
@@ -56,9 +57,17 @@ func fetch(t testing.TB, client *http.Client, url string) <-chan answer {
 
 // A long poll waits on its request's context, knowing nothing of the
 // drain. After the grace it is cancelled: one that then says nothing gets
-// 503 with Retry-After and Connection: close, one that answers for itself
-// gets its answer, and the drain ends long before its deadline.
+// 503 with Retry-After (and, over HTTP/1.1, Connection: close), one that
+// answers for itself gets its answer, and the drain ends long before its
+// deadline. Over h2c the 20 polls share one connection, whose context is
+// cancelled because all its requests are pending.
 func TestLongPollsEndAfterTheGrace(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "h2c"} {
+		t.Run(proto, func(t *testing.T) { testLongPolls(t, proto == "h2c") })
+	}
+}
+
+func testLongPolls(t *testing.T, useH2C bool) {
 	const n, grace = 20, 100 * time.Millisecond
 	for _, tc := range []struct {
 		name    string
@@ -82,9 +91,13 @@ func TestLongPollsEndAfterTheGrace(t *testing.T) {
 					_, _ = io.WriteString(w, "an event")
 				}
 			}))
+			client := ts.Client()
+			if useH2C {
+				client = h2cClient(ts)
+			}
 			answers := make([]<-chan answer, n)
 			for i := range answers {
-				answers[i] = fetch(t, ts.Client(), ts.URL)
+				answers[i] = fetch(t, client, ts.URL)
 			}
 			wstest.Receive(t, waiting, n)
 			start := time.Now()
@@ -101,7 +114,7 @@ func TestLongPollsEndAfterTheGrace(t *testing.T) {
 				if a.err != nil || a.code != tc.code || a.body != tc.body {
 					t.Errorf("client %d: %d %q, %v; want %d %q", i, a.code, a.body, a.err, tc.code, tc.body)
 				}
-				if tc.refused && (a.retryAfter == "" || !a.close) {
+				if tc.refused && (a.retryAfter == "" || !a.close && !useH2C) {
 					t.Errorf("client %d: Retry-After %q, Connection: close %v; want both", i, a.retryAfter, a.close)
 				}
 			}
@@ -197,4 +210,38 @@ func TestPendingConnectStream(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Message() != "server shutting down" {
 		t.Fatalf("client: %v, want the message \"server shutting down\"", err)
 	}
+}
+
+// Over HTTP/2 a pending long poll shares its connection's context with the
+// connection's other requests: beside one that has written, it is not
+// cancelled, and the writing one finishes with its 200.
+func TestSharedConnectionKeepsAWritingRequest(t *testing.T) {
+	s := shutdown.New(shutdown.WithPendingGrace(20 * time.Millisecond))
+	running := make(chan struct{}, 2)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
+		running <- struct{}{}
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/wrote", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		running <- struct{}{}
+		select {
+		case <-time.After(300 * time.Millisecond):
+			_, _ = io.WriteString(w, "done")
+		case <-r.Context().Done():
+		}
+	})
+	ts := serveHooked(t, s, mux)
+	client := h2cClient(ts)
+	poll, wrote := fetch(t, client, ts.URL+"/poll"), fetch(t, client, ts.URL+"/wrote")
+	wstest.Receive(t, running, 2)
+	err := s.ShutdownWithServer(contextWithTimeout(t, time.Second), ts.Config)
+	if err == nil {
+		t.Error("ShutdownWithServer = nil, want the deadline: the long poll holds it")
+	}
+	if a := wstest.Receive(t, wrote, 1)[0]; a.err != nil || a.code != http.StatusOK || a.body != "done" {
+		t.Errorf("the writing request got %d %q, %v; want 200 \"done\"", a.code, a.body, a.err)
+	}
+	<-poll
 }
