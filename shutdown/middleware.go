@@ -69,6 +69,13 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 				s.reject(w) // a long poll the drain ended, which said nothing
 			}
 			s.handlerReturned(&b.ctx)
+			if b.ctx.flags.Load()&hijackedFlag != 0 {
+				// The writer is dead, and a goroutine that keeps the
+				// request's context, as a chat's pumps do, keeps this
+				// allocation: not net/http's response, its buffers and
+				// the request's header with it.
+				b.rw, b.header = nil, nil
+			}
 			s.exit()
 		}()
 		next.ServeHTTP(rw, r.WithContext(&b.ctx))
@@ -126,6 +133,7 @@ const (
 	cancelledFlag             // pending, its context was cancelled by the drain (pending.go)
 	settledFlag               // no longer pending: it wrote, hijacked or asked (pending.go)
 	sharedFlag                // an HTTP/2 request on a slotted connection: more.slot counts it, set before the request was shared
+	hijackedFlag              // the handler hijacked the connection
 )
 
 // earlyCancel returns the cancel of a protocol request's context, or nil.

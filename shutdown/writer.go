@@ -194,7 +194,7 @@ func (b *base) closeNotify() <-chan bool {
 // to the tracked connection, so that a websocket library that writes its
 // frames there (coder/websocket, x/net/websocket, gobwas/ws) is followed.
 func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
-	b.ctx.settle(wroteFlag)
+	b.ctx.settle(wroteFlag | hijackedFlag)
 	c, brw, err := http.NewResponseController(b.rw).Hijack()
 	if err != nil {
 		return c, brw, err
