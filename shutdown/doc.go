@@ -8,9 +8,14 @@
 // they hijack until it is closed, even after the handler has returned. It
 // says goodbye on behalf of handlers that know nothing of the drain: a
 // websocket close frame at a frame boundary, whatever library writes the
-// frames, and a clean end with a retry field for server-sent events (see
-// [WithGoodbye]). [Shutdowner.Draining] and the per-request [Draining] let
-// handlers say their own goodbye instead; [Shutdowner.Shutdown] and
+// frames; a clean end with a retry field for server-sent events (see
+// [WithGoodbye]); UNAVAILABLE at a message boundary for gRPC, gRPC-Web and
+// Connect streams; a cancelled context for other streamed responses and,
+// after a grace, for long polls, with 503 if they say nothing (see
+// [WithPendingGrace] and [Shutdowner.ConnContext]). The per-request
+// [Draining] lets a handler say its own goodbye instead, and
+// [WithOwnGoodbyes] a hub; [Shutdowner.Draining] only watches.
+// [Shutdowner.Shutdown] and
 // [Shutdowner.ShutdownWithServer] wait for them, answer late requests with
 // 503, and close what is left in time to return by the deadline, whatever
 // the peers do: a peer that stops reading never holds a drain, nor makes a
