@@ -13,8 +13,11 @@
 // listener of the application's own ([Server]), and, in a single OnStop hook,
 // drains the wrapped handlers and shuts the servers down concurrently,
 // within a share of Fx's stop timeout ([Config]), logging the remaining
-// connection counts through zap or log/slog and recording them as
-// OpenTelemetry metrics ([MeterName]) when the graph has a MeterProvider.
+// connection counts through zap or log/slog (slog.Default without a logger
+// in the graph) and recording them as OpenTelemetry metrics ([MeterName])
+// when the graph has a MeterProvider. It sets each server's ConnState and
+// ConnContext to the Shutdowner's, after the server's own. Wiring it cannot
+// serve fails [fx.New] or warns at start, naming [AsServer].
 //
 // The logic is in package shutdown; this package only wires it into Fx.
 package fxshutdown
