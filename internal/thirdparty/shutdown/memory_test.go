@@ -2,6 +2,7 @@ package shutdown_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -186,14 +187,21 @@ func TestConnMemory(t *testing.T) {
 	if wstest.Race {
 		t.Skip("the race detector changes what allocates")
 	}
-	const n = 500
+	const n, attempts = 1000, 3
 	for _, shape := range connShapes {
 		t.Run(shape.name, func(t *testing.T) {
-			bare, wrapped := connMemory(t, n, shape)
-			t.Logf("%.0f B per connection bare, %.0f wrapped", bare, wrapped)
-			if over := wrapped - bare; over > shape.most {
-				t.Fatalf("the middleware costs %.0f B per open websocket, want at most %.0f", over, shape.most)
+			// The in-process measure's noise, garbage a collection has
+			// not yet freed and maps at a size that just doubled, only
+			// adds: the least of a few measures is the cost.
+			least := math.Inf(1)
+			for range attempts {
+				bare, wrapped := connMemory(t, n, shape)
+				t.Logf("%.0f B per connection bare, %.0f wrapped", bare, wrapped)
+				if least = min(least, wrapped-bare); least <= shape.most {
+					return
+				}
 			}
+			t.Fatalf("the middleware costs %.0f B per open websocket at least, in %d measures; want at most %.0f", least, attempts, shape.most)
 		})
 	}
 }
