@@ -132,11 +132,7 @@ func (cfg handlerConfig) serveEvents(w http.ResponseWriter, r *http.Request) {
 			_ = rc.Flush()
 			return
 		case now := <-ticker.C:
-			data, _ := json.Marshal(tick{N: n, Time: now}) // a tick always marshals
-			if _, err := fmt.Fprintf(w, "event: tick\ndata: %s\n\n", data); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
+			if sendTick(w, rc, n, now) != nil {
 				return
 			}
 		}
@@ -203,13 +199,18 @@ func (cfg handlerConfig) serveUnawareEvents(w http.ResponseWriter, r *http.Reque
 		case <-r.Context().Done():
 			return
 		case now := <-ticker.C:
-			data, _ := json.Marshal(tick{N: n, Time: now}) // a tick always marshals
-			if _, err := fmt.Fprintf(w, "event: tick\ndata: %s\n\n", data); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
+			if sendTick(w, rc, n, now) != nil {
 				return
 			}
 		}
 	}
+}
+
+// sendTick writes and flushes the stream's tick event n.
+func sendTick(w http.ResponseWriter, rc *http.ResponseController, n int, now time.Time) error {
+	data, _ := json.Marshal(tick{N: n, Time: now}) // a tick always marshals
+	if _, err := fmt.Fprintf(w, "event: tick\ndata: %s\n\n", data); err != nil {
+		return err
+	}
+	return rc.Flush()
 }

@@ -117,12 +117,14 @@ type requestContext struct {
 	flags atomic.Uint32
 
 	// Read and written by the handler's goroutine only: whether a 101
-	// Switching Protocols went out through the response writer, and
-	// whether the response's Content-Type has been looked at (sse.go).
-	// Here rather than in base, where they would cost a word: the writer
-	// and this context are one allocation, which TestMiddlewareAllocations
+	// Switching Protocols went out through the response writer, whether
+	// the response's Content-Type has been looked at (sse.go), and
+	// whether the request's connection has a slot (pending.go), so that
+	// only those requests pay for telling it they have written. Here
+	// rather than in base, where they would cost a word: the writer and
+	// this context are one allocation, which TestMiddlewareAllocations
 	// holds to 80 bytes.
-	switched, sniffed bool
+	switched, sniffed, slotted bool
 }
 
 const (

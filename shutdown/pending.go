@@ -83,6 +83,7 @@ type connSlot struct {
 // protocol request, which is not ended as a pending one (its status would
 // be the handler's CANCELLED), counts as settled.
 func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
+	c.slotted = true
 	if http1 {
 		sl.req.Store(c)
 		return
@@ -111,6 +112,14 @@ func (c *requestContext) leaveSlot(sl *connSlot) bool {
 	}
 	sl.active.Add(-1)
 	return f&wroteFlag == 0 && sl.cancelled.Load()
+}
+
+// wrote marks c's response as begun, for the pending requests' rule,
+// which only slotted requests need.
+func (c *requestContext) wrote() {
+	if c.slotted {
+		c.settle(wroteFlag)
+	}
 }
 
 // settle sets bit in c's flags and, the first time, counts c as no longer

@@ -166,7 +166,7 @@ func (betweenWrites) atBoundary() bool      { return true }
 // would corrupt it.
 func (b *base) sniff() {
 	b.ctx.sniffed = true
-	b.ctx.settle(wroteFlag)
+	b.ctx.wrote()
 	h := b.rw.Header()
 	if k := streamKind(h["Content-Type"]); k != 0 && len(h["Content-Encoding"]) == 0 {
 		b.ctx.s.openStream(&b.ctx, b.rw, k)

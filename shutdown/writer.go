@@ -90,7 +90,7 @@ func (b *base) Unwrap() http.ResponseWriter { return b.rw }
 func (b *base) WriteHeader(statusCode int) {
 	if statusCode == http.StatusSwitchingProtocols {
 		b.ctx.switched = true
-		b.ctx.settle(wroteFlag)
+		b.ctx.wrote()
 	} else if statusCode >= 200 && !b.ctx.sniffed {
 		b.sniff()
 	}
