@@ -52,7 +52,9 @@ func register(p hookParams) error {
 	}
 	servers = append(servers, p.Servers...)
 	plain := p.Plain != nil
+	https := make([]*http.Server, len(servers))
 	for i, srv := range servers {
+		https[i] = srv.HTTP
 		if srv.HTTP == nil {
 			return fmt.Errorf("fxshutdown: server %d of %d given with AsServer is nil", i+1, len(servers))
 		}
@@ -82,6 +84,7 @@ func register(p hookParams) error {
 		metrics: m,
 		config:  config,
 		servers: servers,
+		https:   https,
 		watches: make([]serverWatch, len(servers)),
 		plain:   plain,
 	}
@@ -96,6 +99,7 @@ type hooks struct {
 	metrics *metrics
 	config  Config
 	servers []Server
+	https   []*http.Server // each of servers' HTTP
 	watches []serverWatch  // one for each of servers
 	plain   bool           // an *http.Server in the graph is not among servers
 	serving sync.WaitGroup // the Serve goroutines
@@ -131,11 +135,7 @@ func (h *hooks) start(ctx context.Context) error {
 		}
 		listeners = append(listeners, ln)
 	}
-	servers := make([]*http.Server, len(h.servers))
-	for i, srv := range h.servers {
-		servers[i] = srv.HTTP
-	}
-	drainsignal.Watch(h.s, servers)
+	drainsignal.Watch(h.s, h.https)
 	for i, srv := range h.servers {
 		ln := listeners[i]
 		h.watches[i].addr = ln.Addr().String()
@@ -265,11 +265,7 @@ func (h *hooks) stop(ctx context.Context) error {
 		defer close(logged)
 		h.logProgress(done, budget)
 	}()
-	servers := make([]*http.Server, len(h.servers))
-	for i, srv := range h.servers {
-		servers[i] = srv.HTTP
-	}
-	err := drainsignal.Drain(drainCtx, h.s, servers)
+	err := drainsignal.Drain(drainCtx, h.s, h.https)
 	close(done)
 	<-logged
 

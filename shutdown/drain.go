@@ -170,10 +170,7 @@ func (s *Shutdowner) drain(ctx context.Context, servers []*http.Server) error {
 	}
 
 	s.fireAll()
-	if s.pendingGrace >= 0 {
-		s.cancelPending() // their handlers may yet answer 503, before the force-close
-	}
-	s.urgeStreams()
+	s.graceOver() // pending handlers may yet answer 503, and streams UNAVAILABLE, before the force-close
 	st := s.Stats()
 	left := &DrainError{Active: st.Active, Hijacked: st.Hijacked, Open: st.Open, Err: timeUp}
 	if s.keepOpen {

@@ -51,9 +51,9 @@ func WithPendingGrace(d time.Duration) Option {
 // (call it from a hook of your own if you have one). It gives each
 // connection a context the Shutdowner can cancel, so that a drain ends the
 // requests that wait with nothing written (see [WithPendingGrace]). It
-// costs one allocation a connection, and one an HTTP/2 request. Without ConnState, the Shutdowner
-// never learns that a connection has closed, and keeps what it made for
-// it.
+// costs one allocation a connection, and one an HTTP/2 request. Without
+// ConnState, the Shutdowner never learns that a connection has closed,
+// and keeps what it made for it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	sl := new(connSlot)
 	sl.Context, sl.cancel = context.WithCancel(ctx)
@@ -152,10 +152,10 @@ func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
 	return sl
 }
 
-// pending reports whether c is running with nothing written, and nobody
-// asked for its signal.
+// pending reports whether c is running and not settled: nothing written,
+// no hijack, and nobody asked for its signal.
 func (c *requestContext) pending() bool {
-	return c.flags.Load()&(wroteFlag|askedFlag|returnedFlag) == 0
+	return c.flags.Load()&(settledFlag|returnedFlag) == 0
 }
 
 // cancelPending cancels the contexts of the pending requests, marking
@@ -197,15 +197,18 @@ func (s *Shutdowner) urgeStreams() {
 	}
 }
 
-// graceOver is the end of the grace: the pending requests are cancelled,
-// and the protocol streams' goodbyes urged.
+// graceOver is the end of the grace, or the end game of a drain that came
+// first: the pending requests are cancelled, unless WithPendingGrace says
+// never, and the protocol streams' goodbyes urged.
 func (s *Shutdowner) graceOver() {
-	s.cancelPending()
+	if s.pendingGrace >= 0 {
+		s.cancelPending()
+	}
 	s.urgeStreams()
 }
 
 // schedulePending arms graceOver, the grace after window, once the drain
-// has begun. s.mu must be held.
+// has begun; the end game stops it. s.mu must be held.
 func (s *Shutdowner) schedulePending(window time.Duration) {
 	grace := s.pendingGrace
 	if grace < 0 {

@@ -156,6 +156,9 @@ func (s *Shutdowner) fireAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staggerEnd = time.Now()
+	if s.pendingTimer != nil {
+		s.pendingTimer.Stop() // the end game says what it would have
+	}
 	for c := range s.signals {
 		s.fire(c)
 	}

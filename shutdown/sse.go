@@ -61,10 +61,6 @@ type responseStream struct {
 	w     http.ResponseWriter // the writer the middleware wraps
 	state atomic.Uint32       // streamPending, streamSent, streamDone
 
-	// saidGoodbye is set, with st.mu held, once the Shutdowner has ended
-	// the stream: a gRPC stream's trailers are then the Shutdowner's.
-	saidGoodbye bool
-
 	// ctx is the request's context from the moment the stream began: the
 	// request's own, cancelled by the goodbye.
 	ctx    context.Context
@@ -217,7 +213,7 @@ func (s *Shutdowner) streamOnBehalf(c *requestContext) bool {
 func (s *Shutdowner) closeStream(c *requestContext, st *responseStream) {
 	st.mu.Lock() // a goodbye's write, bounded by its deadline, has ended
 	st.state.Or(streamDone)
-	if st.kind == kindGRPC && st.saidGoodbye {
+	if st.kind == kindGRPC && st.state.Load()&streamSent != 0 { // the goodbye said: the trailers are the Shutdowner's
 		setGoodbyeTrailers(st.w.Header())
 	}
 	st.mu.Unlock()
@@ -267,12 +263,13 @@ func (st *responseStream) afterWrite(c *requestContext) {
 	}
 }
 
-// endStream writes the retry field and ends the stream if it is between
-// events; otherwise the goodbye stays pending for the write that ends the
-// current event. The retry field is written within streamGoodbyeTimeout,
-// or the end game's cap: a stream whose peer stopped reading counts it as
-// unwritten. Either way the request's context is cancelled. st.mu must be
-// held.
+// endStream says the stream's goodbye (a retry field, a trailer frame, an
+// end-of-stream message, gRPC's trailers as the handler returns, or for a
+// flushed stream nothing) and ends it, if it is at a boundary; otherwise
+// the goodbye stays pending for the write that reaches the next one. What
+// it writes is written within streamGoodbyeTimeout, or the end game's cap:
+// a stream whose peer stopped reading counts it as unwritten. Either way
+// the request's context is cancelled. st.mu must be held.
 //
 // A protocol stream's goodbye waits, unless urgent, for the handler to
 // begin a message after at least one whole one (before, the caller passes
@@ -299,7 +296,6 @@ func (c *requestContext) endStream(st *responseStream, next bool) {
 		}
 	}
 	s := c.s
-	st.saidGoodbye = true
 	var goodbye []byte
 	switch st.kind {
 	case kindEvents:
@@ -312,7 +308,6 @@ func (c *requestContext) endStream(st *responseStream, next bool) {
 	switch {
 	case st.env.ended:
 		// The handler ended the stream itself: nothing may follow.
-		st.saidGoodbye = false
 	case goodbye == nil: // gRPC's trailers, as the handler returns; a flushed stream's cancel
 		s.goodbyes.Add(1)
 	default:
