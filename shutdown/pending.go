@@ -33,7 +33,8 @@ const DefaultPendingGrace = time.Second
 // [LetFinish] is never cancelled this way. It needs the server's
 // ConnContext and ConnState hooks ([Shutdowner.ConnContext]). HTTP/2
 // requests share their connection's context: they are cancelled when all
-// the requests on their connection are pending, and gRPC ones never. The
+// the requests on their connection are pending, after the grace or as
+// the last request that was not returns, and gRPC ones never. The
 // default is [DefaultPendingGrace]; d < 0 never cancels them.
 func WithPendingGrace(d time.Duration) Option {
 	if d == 0 {
@@ -100,7 +101,9 @@ func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
 
 // leaveSlot takes c out of sl as its handler returns, and reports whether
 // the drain cancelled it as pending and it wrote nothing: the middleware
-// then answers 503.
+// then answers 503. An HTTP/2 request that leaves after the grace, its
+// connection's other requests all pending, cancels them: a long poll that
+// shared its connection with a writing request is then no longer held.
 func (c *requestContext) leaveSlot(sl *connSlot) bool {
 	f := c.flags.Load()
 	if f&sharedFlag == 0 {
@@ -110,8 +113,21 @@ func (c *requestContext) leaveSlot(sl *connSlot) bool {
 	if f&settledFlag != 0 {
 		sl.settled.Add(-1)
 	}
-	sl.active.Add(-1)
+	// Counted out before graceEnded is read, as graceOver sets it before
+	// it reads the counts: one of the two sees the other.
+	if sl.active.Add(-1) > 0 && c.s.graceEnded.Load() {
+		sl.cancelIfPending()
+	}
 	return f&wroteFlag == 0 && sl.cancelled.Load()
+}
+
+// cancelIfPending cancels an HTTP/2 connection's context if it has
+// requests and all of them are pending.
+func (sl *connSlot) cancelIfPending() {
+	if sl.active.Load() > 0 && sl.settled.Load() == 0 {
+		sl.cancelled.Store(true)
+		sl.cancel()
+	}
 }
 
 // wrote marks c's response as begun, for the pending requests' rule,
@@ -152,31 +168,41 @@ func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
 	return sl
 }
 
-// pending reports whether c is running and not settled: nothing written,
-// no hijack, and nobody asked for its signal.
-func (c *requestContext) pending() bool {
-	return c.flags.Load()&(settledFlag|returnedFlag) == 0
-}
-
 // cancelPending cancels the contexts of the pending requests, marking
 // them for their middleware to answer: an HTTP/1 connection's request if
 // it is pending, and an HTTP/2 connection's requests if every one of them
-// is, since they share its context.
+// is, since they share its context. From then on an HTTP/2 request that
+// leaves its connection looks again (leaveSlot).
 func (s *Shutdowner) cancelPending() {
+	s.graceEnded.Store(true)
 	s.serverMu.Lock()
-	var cancel []context.CancelFunc
+	slots := make([]*connSlot, 0, len(s.slots))
 	for _, sl := range s.slots {
-		if c := sl.req.Load(); c != nil && c.pending() {
-			c.flags.Or(cancelledFlag)
-			cancel = append(cancel, sl.cancel)
-		} else if sl.active.Load() > 0 && sl.settled.Load() == 0 {
-			sl.cancelled.Store(true)
-			cancel = append(cancel, sl.cancel)
-		}
+		slots = append(slots, sl)
 	}
 	s.serverMu.Unlock()
-	for _, f := range cancel {
-		f()
+	for _, sl := range slots {
+		if c := sl.req.Load(); c != nil {
+			if c.markCancelled() {
+				sl.cancel()
+			}
+		} else {
+			sl.cancelIfPending()
+		}
+	}
+}
+
+// markCancelled marks c as cancelled by the drain if it is pending, in
+// one step with the check, and reports whether it did.
+func (c *requestContext) markCancelled() bool {
+	for {
+		f := c.flags.Load()
+		if f&(settledFlag|returnedFlag) != 0 {
+			return false
+		}
+		if c.flags.CompareAndSwap(f, f|cancelledFlag) {
+			return true
+		}
 	}
 }
 

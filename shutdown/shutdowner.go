@@ -70,8 +70,9 @@ type Shutdowner struct {
 
 	// The connections' contexts made by ConnContext (pending.go), until
 	// ConnState sees them closed or hijacked; guarded by serverMu.
-	slots   map[net.Conn]*connSlot
-	slotted atomic.Bool // ConnContext has been called
+	slots      map[net.Conn]*connSlot
+	slotted    atomic.Bool // ConnContext has been called
+	graceEnded atomic.Bool // the pending requests have been cancelled
 	// The cancellation of the pending requests, once the drain has
 	// begun; guarded by mu.
 	pendingTimer *time.Timer

@@ -214,18 +214,30 @@ func TestPendingConnectStream(t *testing.T) {
 
 // Over HTTP/2 a pending long poll shares its connection's context with the
 // connection's other requests: beside one that has written, it is not
-// cancelled, and the writing one finishes with its 200.
+// cancelled, and the writing one finishes with its 200. Once that one has
+// returned, the poll is the connection's last request, all pending: it is
+// cancelled then and answered 503, and the drain ends long before its
+// deadline.
 func TestSharedConnectionKeepsAWritingRequest(t *testing.T) {
 	s := shutdown.New(shutdown.WithPendingGrace(20 * time.Millisecond))
-	running := make(chan struct{}, 2)
+	running := make(chan string, 2) // the client's address
+	wroteReturned := make(chan struct{})
+	pollCancelledEarly := make(chan bool, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
-		running <- struct{}{}
+		running <- r.RemoteAddr
 		<-r.Context().Done()
+		select {
+		case <-wroteReturned:
+			pollCancelledEarly <- false
+		default:
+			pollCancelledEarly <- true
+		}
 	})
 	mux.HandleFunc("/wrote", func(w http.ResponseWriter, r *http.Request) {
+		defer close(wroteReturned)
 		w.WriteHeader(http.StatusOK)
-		running <- struct{}{}
+		running <- r.RemoteAddr
 		select {
 		case <-time.After(300 * time.Millisecond):
 			_, _ = io.WriteString(w, "done")
@@ -234,14 +246,27 @@ func TestSharedConnectionKeepsAWritingRequest(t *testing.T) {
 	})
 	ts := serveHooked(t, s, mux)
 	client := h2cClient(ts)
-	poll, wrote := fetch(t, client, ts.URL+"/poll"), fetch(t, client, ts.URL+"/wrote")
-	wstest.Receive(t, running, 2)
-	err := s.ShutdownWithServer(contextWithTimeout(t, time.Second), ts.Config)
-	if err == nil {
-		t.Error("ShutdownWithServer = nil, want the deadline: the long poll holds it")
+	// The first request makes the connection, which the second then shares.
+	poll := fetch(t, client, ts.URL+"/poll")
+	pollAddr := wstest.Receive(t, running, 1)[0]
+	wrote := fetch(t, client, ts.URL+"/wrote")
+	if wroteAddr := wstest.Receive(t, running, 1)[0]; wroteAddr != pollAddr {
+		t.Fatalf("the requests came on two connections, %s and %s", pollAddr, wroteAddr)
+	}
+	start := time.Now()
+	if err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config); err != nil {
+		t.Errorf("ShutdownWithServer = %v, want nil", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the drain took %v: the poll held it", took)
 	}
 	if a := wstest.Receive(t, wrote, 1)[0]; a.err != nil || a.code != http.StatusOK || a.body != "done" {
 		t.Errorf("the writing request got %d %q, %v; want 200 \"done\"", a.code, a.body, a.err)
 	}
-	<-poll
+	if wstest.Receive(t, pollCancelledEarly, 1)[0] {
+		t.Error("the poll was cancelled while the writing request ran on its connection")
+	}
+	if a := wstest.Receive(t, poll, 1)[0]; a.err != nil || a.code != http.StatusServiceUnavailable || a.retryAfter == "" {
+		t.Errorf("the poll got %d %q (Retry-After %q), %v; want 503 with Retry-After", a.code, a.body, a.retryAfter, a.err)
+	}
 }
