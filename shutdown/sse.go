@@ -421,7 +421,7 @@ func (st *responseStream) writeMessages(c *requestContext, p []byte) (int, error
 
 // protocol reports whether st is a gRPC, gRPC-Web or Connect stream.
 func (st *responseStream) protocol() bool {
-	return st != nil && st.kind == kindGRPC || st.kind == kindGRPCWeb || st.kind == kindConnect
+	return st != nil && (st.kind == kindGRPC || st.kind == kindGRPCWeb || st.kind == kindConnect)
 }
 
 // urge makes a protocol stream's pending goodbye say itself at the next
