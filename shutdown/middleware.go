@@ -118,13 +118,13 @@ type requestContext struct {
 
 	// Read and written by the handler's goroutine only: whether a 101
 	// Switching Protocols went out through the response writer, whether
-	// the response's Content-Type has been looked at (sse.go), and
-	// whether the request's connection has a slot (pending.go), so that
-	// only those requests pay for telling it they have written. Here
-	// rather than in base, where they would cost a word: the writer and
-	// this context are one allocation, which TestMiddlewareAllocations
-	// holds to 80 bytes.
-	switched, sniffed, slotted bool
+	// the handler has called the writer's Header, whether the response's
+	// Content-Type has been looked at (sse.go), and whether the request's
+	// connection has a slot (pending.go), so that only those requests pay
+	// for telling it they have written. Here rather than in base, where
+	// they would cost a word: the writer and this context are one
+	// allocation, which TestWriterSize holds to 80 bytes.
+	switched, headerCalled, sniffed, slotted bool
 }
 
 const (

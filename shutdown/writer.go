@@ -84,7 +84,11 @@ type base struct {
 	ctx    requestContext // a named field: its methods are not the writer's
 }
 
-func (b *base) Header() http.Header         { return b.rw.Header() }
+func (b *base) Header() http.Header {
+	b.ctx.headerCalled = true
+	return b.rw.Header()
+}
+
 func (b *base) Unwrap() http.ResponseWriter { return b.rw }
 
 func (b *base) WriteHeader(statusCode int) {
