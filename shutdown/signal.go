@@ -48,8 +48,7 @@ func (c *requestContext) signal() <-chan struct{} {
 	if c.conn != nil {
 		c.conn.req = c // for Close to forget
 	}
-	select {
-	case <-s.draining:
+	if s.isDraining() { // set under s.mu, with the window, unlike s.draining's close
 		// A late asker gets a random moment in what is left of the
 		// window, or none.
 		left := time.Until(s.staggerEnd)
@@ -57,7 +56,6 @@ func (c *requestContext) signal() <-chan struct{} {
 			left = rand.N(left)
 		}
 		s.fireAfter(c, left)
-	default:
 	}
 	return c.more.sig
 }
