@@ -233,21 +233,19 @@ func (s *Shutdowner) closeIdle() {
 	}
 }
 
-// beginDrain sets drainingBit, schedules the requests' drain signals and
-// closes s.draining, once. ctx is that of the Shutdown call that begins it.
+// beginDrain closes s.draining, sets drainingBit and schedules the requests'
+// drain signals, once. ctx is that of the Shutdown call that begins it.
 func (s *Shutdowner) beginDrain(ctx context.Context) {
 	s.mu.Lock()
-	if s.isDraining() {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.draining:
 		return
+	default:
 	}
+	close(s.draining)
 	if s.state.Or(drainingBit) == 0 {
 		s.closeIdle()
 	}
 	s.staggerSignals(ctx)
-	s.mu.Unlock()
-	// Closed outside s.mu: the close wakes every goroutine that waits on
-	// it, a chat's pumps among them, one or two a connection, and those
-	// that then close their connections take s.mu (untrack).
-	close(s.draining)
 }

@@ -48,7 +48,8 @@ func (c *requestContext) signal() <-chan struct{} {
 	if c.conn != nil {
 		c.conn.req = c // for Close to forget
 	}
-	if s.isDraining() { // set under s.mu, with the window, unlike s.draining's close
+	select {
+	case <-s.draining:
 		// A late asker gets a random moment in what is left of the
 		// window, or none.
 		left := time.Until(s.staggerEnd)
@@ -56,6 +57,7 @@ func (c *requestContext) signal() <-chan struct{} {
 			left = rand.N(left)
 		}
 		s.fireAfter(c, left)
+	default:
 	}
 	return c.more.sig
 }
