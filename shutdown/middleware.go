@@ -22,7 +22,9 @@ import (
 // an Unwrap method for [http.ResponseController]. It has [http.Hijacker] when
 // the writer it wraps, or one that writer unwraps to, has it, so that no
 // hijack bypasses the count; on HTTP/2 it has none. The request's context
-// carries its drain signal for [Draining].
+// carries its drain signal for [Draining]: in a copy of the request, or,
+// for an HTTP/1 request on a server with the [Shutdowner.ConnContext]
+// hook, through the connection's context, which costs no allocation.
 //
 // Once a drain has begun, the handler answers every new request itself with
 // 503 Service Unavailable, "Connection: close" and Retry-After, and does not
@@ -39,7 +41,7 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 	}
 	s.init()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(requestContextKey{}).(*requestContext); ok && c.s == s {
+		if c, ok := r.Context().Value(requestContextKey{}).(*requestContext); ok && c.s == s && !c.returned() {
 			next.ServeHTTP(w, r) // counted, or rejected, by the outer one
 			return
 		}
@@ -50,17 +52,22 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			s.reject(w)
 			return
 		}
+		slot := s.slotOf(r)
+		protocol := protocolKind(r) != 0 // a gRPC or Connect call, which may stream
+		if slot != nil && r.ProtoMajor == 1 && !protocol {
+			s.serveOnSlot(slot, next, w, r)
+			return
+		}
 		// One allocation holds both the writer and the context, and
 		// WithContext makes the other: the two the request costs.
 		rw, b := newWriter(w)
 		b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
-		if protocolKind(r) != 0 { // a gRPC or Connect call, which may stream
+		if protocol {
 			var cancel context.CancelFunc
 			b.ctx.Context, cancel = context.WithCancel(b.ctx.Context)
 			b.ctx.more = &requestMore{cancel: cancel}
 			b.ctx.flags.Store(protocolFlag)
 		}
-		slot := s.slotOf(r)
 		if slot != nil {
 			b.ctx.enterSlot(slot, r.ProtoMajor == 1)
 		}
@@ -80,6 +87,29 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rw, r.WithContext(&b.ctx))
 	})
+}
+
+// serveOnSlot serves a plain HTTP/1 request on a connection with a slot
+// (pending.go), allocating nothing: the writer is the slot's spare, and the
+// request keeps net/http's context, derived from the slot, which finds the
+// request's own for Draining and LetFinish.
+func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.ResponseWriter, r *http.Request) {
+	if !slot.plain.Load() {
+		slot.plain.Store(true)
+	}
+	rw, b := slot.plainWriter(w)
+	b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
+	b.ctx.flags.Store(connCtxFlag)
+	b.ctx.enterSlot(slot, true)
+	defer func() {
+		if b.ctx.leaveSlot(slot) {
+			s.reject(w)
+		}
+		s.handlerReturned(&b.ctx)
+		slot.release(rw, b)
+		s.exit()
+	}()
+	next.ServeHTTP(rw, r)
 }
 
 // reject answers a request that arrived during the drain.
@@ -136,6 +166,7 @@ const (
 	settledFlag               // no longer pending: it wrote, hijacked or asked (pending.go)
 	sharedFlag                // an HTTP/2 request on a slotted connection: more.slot counts it, set before the request was shared
 	hijackedFlag              // the handler hijacked the connection
+	connCtxFlag               // an HTTP/1 request whose handler has net/http's context, which finds this one through its connection's slot (pending.go)
 )
 
 // earlyCancel returns the cancel of a protocol request's context, or nil.
@@ -208,14 +239,30 @@ func (c *requestContext) Value(key any) any {
 // channel that is closed when the request should wind down. ctx is the
 // context of a request inside [Shutdowner.Middleware], or one derived from it,
 // so code deep in a handler, and goroutines the handler hands its connection
-// to, need only the request's context. For any other context, nil ctx
-// included, Draining returns nil, a channel that is never closed.
+// to, need only the request's context. A context of a request that has
+// ended gets the channel of [Shutdowner.Draining]; on a server with the
+// [Shutdowner.ConnContext] hook, so does one without cancellation
+// (context.WithoutCancel), which cannot be told from the connection's
+// later requests. For any other context, nil ctx included, Draining
+// returns nil, a channel that is never closed.
 func Draining(ctx context.Context) <-chan struct{} {
 	if ctx == nil {
 		return nil
 	}
-	if c, ok := ctx.Value(requestContextKey{}).(*requestContext); ok {
-		return c.signal()
+	c, ok := ctx.Value(requestContextKey{}).(*requestContext)
+	if !ok {
+		return nil
 	}
-	return nil
+	if c.flags.Load()&(connCtxFlag|hijackedFlag) == connCtxFlag && (ctx.Done() == nil || ctx.Err() != nil) {
+		// Found through the connection's slot (pending.go), from a
+		// context that may be an earlier request's on the connection:
+		// one kept with context.WithoutCancel, or one that net/http
+		// ended with its request. It gets what an ended request gets,
+		// and the connection's current request stays as it was. A
+		// request that hijacked the connection is its last: its
+		// pumps, asking once net/http has cancelled its context, get
+		// its own signal.
+		return c.s.draining
+	}
+	return c.signal()
 }

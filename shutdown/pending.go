@@ -33,8 +33,8 @@ const DefaultPendingGrace = time.Second
 // [LetFinish] is never cancelled this way. It needs the server's
 // ConnContext and ConnState hooks ([Shutdowner.ConnContext]). HTTP/2
 // requests share their connection's context: they are cancelled when all
-// the requests on their connection are pending, after the grace or as
-// the last request that was not returns, and gRPC ones never. The
+// the requests on their connection are pending, at the grace's end or,
+// after it, when the last one that was not returns; gRPC ones never. The
 // default is [DefaultPendingGrace]; d < 0 never cancels them.
 func WithPendingGrace(d time.Duration) Option {
 	if d == 0 {
@@ -52,11 +52,25 @@ func WithPendingGrace(d time.Duration) Option {
 // (call it from a hook of your own if you have one). It gives each
 // connection a context the Shutdowner can cancel, so that a drain ends the
 // requests that wait with nothing written (see [WithPendingGrace]). It
-// costs one allocation a connection, and one an HTTP/2 request. Without
-// ConnState, the Shutdowner never learns that a connection has closed,
-// and keeps what it made for it.
+// costs one allocation a connection, and one an HTTP/2 request.
+//
+// On a connection with this context, an HTTP/1 request that is not a gRPC
+// or Connect call costs the middleware no allocation: its handler gets
+// net/http's request unchanged, whose context finds the request's drain
+// signal through the connection's, and its response writer is kept for
+// the connection's next request (a writer is dead once its handler has
+// returned). A context kept past its request's end, which the
+// connection's later requests share the same connection context with,
+// is told apart by its cancellation: net/http cancels a request's context
+// as its handler returns, so [Draining] gives one that is cancelled, or
+// that has no cancellation (context.WithoutCancel), what an ended
+// request gets, the channel of [Shutdowner.Draining], and leaves the
+// connection's current request as it was.
+//
+// Without ConnState, the Shutdowner never learns that a connection has
+// closed, and keeps what it made for it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	sl := new(connSlot)
+	sl := &connSlot{s: s}
 	sl.Context, sl.cancel = context.WithCancel(ctx)
 	s.serverMu.Lock()
 	if s.slots == nil {
@@ -71,13 +85,59 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 // connSlot is a connection's context, made by ConnContext: cancellable by
 // the Shutdowner, and holding the HTTP/1 request inside the middleware, if
 // any, or counting the HTTP/2 ones and those of them no longer pending.
+//
+// An HTTP/1 connection serves one request at a time, and a response
+// writer is dead once its handler has returned: a plain request's writer,
+// with the request's context inside it, is kept in the slot for the
+// connection's next request (plainWriter), and the request's context is
+// found through the slot rather than put in a copy of the request. A
+// plain HTTP/1 request on a slotted connection thus allocates nothing.
 type connSlot struct {
 	context.Context
 	cancel context.CancelFunc
+	s      *Shutdowner
 	req    atomic.Pointer[requestContext] // HTTP/1
+
+	// HTTP/1: the writer of the connection's last plain request, free
+	// for its next one, and the writer kind it was made for. Touched only
+	// by the goroutine that serves the connection's requests.
+	spare     *base
+	spareRW   http.ResponseWriter
+	spareKind int
+	plain     atomic.Bool // a request has been served with the connection's context
 
 	active, settled atomic.Int32 // HTTP/2
 	cancelled       atomic.Bool  // HTTP/2: cancelPending cancelled it
+}
+
+// plainWriter returns a writer for w, the connection's spare one if it is
+// of w's kind, and the base inside it, ready for a request.
+func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
+	k := writerKind(w)
+	rw, b := sl.spareRW, sl.spare
+	if b == nil || sl.spareKind != k {
+		rw, b = newWriterOf(k)
+	}
+	sl.spare, sl.spareRW, sl.spareKind = nil, nil, k
+	b.rw = w
+	return rw, b
+}
+
+// release keeps b, rw's base, as the connection's spare writer if nothing
+// can still reach it: its request was plain (no stream, no signal of its
+// own, no hijack, not a protocol call, nothing in more) and has left the
+// slot. It lets go of net/http's response and the request's header either
+// way.
+func (sl *connSlot) release(rw http.ResponseWriter, b *base) {
+	b.rw, b.header = nil, nil
+	c := &b.ctx
+	if c.flags.Load()&(askedFlag|hijackedFlag|protocolFlag|cancelledFlag) != 0 || c.more != nil || c.stream.Load() != nil {
+		return
+	}
+	c.Context, c.conn = nil, nil
+	c.flags.Store(0)
+	c.switched, c.headerCalled, c.sniffed, c.slotted = false, false, false, false
+	sl.spare, sl.spareRW = b, rw
 }
 
 // enterSlot puts c, a request on sl's connection, in sl. An HTTP/2
@@ -101,13 +161,18 @@ func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
 
 // leaveSlot takes c out of sl as its handler returns, and reports whether
 // the drain cancelled it as pending and it wrote nothing: the middleware
-// then answers 503. An HTTP/2 request that leaves after the grace, its
-// connection's other requests all pending, cancels them: a long poll that
-// shared its connection with a writing request is then no longer held.
+// then answers 503. An HTTP/1 request that hijacked its connection stays,
+// so that the goroutines it handed the connection to still find it from
+// the request's context. An HTTP/2 request that leaves after the grace,
+// its connection's other requests all pending, cancels them: a long poll
+// that shared its connection with a writing request is then no longer
+// held.
 func (c *requestContext) leaveSlot(sl *connSlot) bool {
 	f := c.flags.Load()
 	if f&sharedFlag == 0 {
-		sl.req.Store(nil)
+		if f&hijackedFlag == 0 {
+			sl.req.Store(nil)
+		}
 		return f&(cancelledFlag|wroteFlag) == cancelledFlag
 	}
 	if f&settledFlag != 0 {
@@ -148,24 +213,39 @@ func (c *requestContext) settle(bit uint32) {
 
 type connSlotKey struct{}
 
-// Value returns sl for connSlotKey and defers to the parent for every
-// other key, the context package's own included: a context derived from
-// sl is cancelled with it without a goroutine.
+// Value returns sl for connSlotKey, the connection's HTTP/1 request for
+// requestContextKey if that request's context is the connection's (its
+// handler has net/http's request context, derived from sl), and defers to
+// the parent for every other key, the context package's own included: a
+// context derived from sl is cancelled with it without a goroutine.
 func (sl *connSlot) Value(key any) any {
-	if _, ok := key.(connSlotKey); ok {
+	switch key.(type) {
+	case connSlotKey:
 		return sl
+	case requestContextKey:
+		if c := sl.req.Load(); c != nil && c.flags.Load()&connCtxFlag != 0 {
+			return c
+		}
+		if sl.plain.Load() {
+			// The context of a request that has returned, kept by a
+			// goroutine that outlives it: Draining gives it what an
+			// ended request gets.
+			return &sl.s.ended
+		}
 	}
 	return sl.Context.Value(key)
 }
 
-// slotOf returns the slot of r's connection, on a server with the
+// slotOf returns the slot of r's connection, on a server with s's
 // ConnContext hook, or nil.
 func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
 	if !s.slotted.Load() {
 		return nil
 	}
-	sl, _ := r.Context().Value(connSlotKey{}).(*connSlot)
-	return sl
+	if sl, ok := r.Context().Value(connSlotKey{}).(*connSlot); ok && sl.s == s {
+		return sl
+	}
+	return nil
 }
 
 // cancelPending cancels the contexts of the pending requests, marking

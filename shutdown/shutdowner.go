@@ -93,6 +93,10 @@ type Shutdowner struct {
 	// The requests whose responses are event streams, until their
 	// handlers return (sse.go); guarded by mu.
 	streams map[*requestContext]struct{}
+
+	// ended stands for every request served with its connection's
+	// context that has returned (pending.go).
+	ended requestContext
 }
 
 // drainingBit is set in Shutdowner.state once the drain has begun; the bits
@@ -114,6 +118,8 @@ func (s *Shutdowner) init() {
 		s.notReady = make(chan struct{})
 		s.draining = make(chan struct{})
 		s.idle = make(chan struct{})
+		s.ended.s = s
+		s.ended.flags.Store(returnedFlag | connCtxFlag)
 	})
 }
 

@@ -65,6 +65,11 @@ type responseStream struct {
 	// request's own, cancelled by the goodbye.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// conn, for a request whose handler has its connection's context
+	// (pending.go), cancels that context too, which the handler's is
+	// derived from: the goodbye's only, not the end of the stream, since
+	// the connection may serve another request.
+	conn *connSlot
 }
 
 // The bits of responseStream.state.
@@ -195,6 +200,9 @@ func (s *Shutdowner) openStream(c *requestContext, w http.ResponseWriter, k uint
 	} else {
 		st.ctx, st.cancel = context.WithCancel(c.Context)
 	}
+	if c.flags.Load()&connCtxFlag != 0 {
+		st.conn, _ = c.Context.Value(connSlotKey{}).(*connSlot)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.stream.Store(st)
@@ -324,6 +332,9 @@ func (c *requestContext) endStream(st *responseStream, next bool) {
 		st.writeGoodbye(s, goodbye)
 	}
 	st.cancel()
+	if st.conn != nil {
+		st.conn.cancel()
+	}
 	var notify func()
 	s.mu.Lock()
 	if c.more != nil {

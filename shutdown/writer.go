@@ -51,6 +51,14 @@ func canHijack(w http.ResponseWriter) bool {
 // newWriter returns a writer for w with w's optional interfaces, and the base
 // inside it.
 func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
+	rw, b := newWriterOf(writerKind(w))
+	b.rw = w
+	return rw, b
+}
+
+// writerKind returns the set of w's optional interfaces, which picks the
+// writer type for it.
+func writerKind(w http.ResponseWriter) int {
 	var m int
 	if _, ok := w.(http.Flusher); ok {
 		m |= hasFlusher
@@ -70,9 +78,7 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	if _, ok := w.(http.CloseNotifier); ok { //nolint:staticcheck // kept for the code that still calls it
 		m |= hasCloseNotifier
 	}
-	rw, b := newWriterOf(m)
-	b.rw = w
-	return rw, b
+	return m
 }
 
 // base is the part common to all writer types: the writer it wraps, the

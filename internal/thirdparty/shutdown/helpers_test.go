@@ -11,17 +11,35 @@ import (
 	"github.com/wsshutdown/wsshutdown/shutdown"
 )
 
-// serve runs h behind s's middleware on a real loopback server. Each time a
-// wrapped handler has returned, and so is no longer counted, returned
-// receives.
+// serve runs h behind s's middleware on a real loopback server, wired as
+// the README wires one: with s's ConnContext and ConnState hooks, so that
+// plain HTTP/1 requests are served with their connection's context and a
+// reused writer. Each time a wrapped handler has returned, and so is no
+// longer counted, returned receives.
 func serve(t testing.TB, s *shutdown.Shutdowner, h http.Handler) (ts *httptest.Server, returned <-chan struct{}) {
+	t.Helper()
+	return serveWith(t, s, h, true)
+}
+
+// serveUnhooked is serve without the hooks: the middleware alone, whose
+// requests carry their context in a copy of the request.
+func serveUnhooked(t testing.TB, s *shutdown.Shutdowner, h http.Handler) (ts *httptest.Server, returned <-chan struct{}) {
+	t.Helper()
+	return serveWith(t, s, h, false)
+}
+
+func serveWith(t testing.TB, s *shutdown.Shutdowner, h http.Handler, hooked bool) (ts *httptest.Server, returned <-chan struct{}) {
 	t.Helper()
 	ret := make(chan struct{}, 10000)
 	mw := s.Middleware(h)
-	ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { ret <- struct{}{} }()
 		mw.ServeHTTP(w, r)
 	}))
+	if hooked {
+		ts.Config.ConnContext, ts.Config.ConnState = s.ConnContext, s.ConnState
+	}
+	ts.Start()
 	t.Cleanup(ts.Close)
 	return ts, ret
 }
@@ -36,9 +54,15 @@ func contextWithTimeout(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// wantStats fails the test unless s's counts are the ones given.
+// wantStats fails the test unless s's counts are the ones given. Open,
+// which net/http's ConnState hook keeps, may lag: net/http tells the hook
+// of a closed connection from the connection's goroutine, after the
+// handler has returned, so wantStats gives it a few seconds to agree.
 func wantStats(t testing.TB, s *shutdown.Shutdowner, want shutdown.Stats) {
 	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().Open != want.Open && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := s.Stats(); got != want {
 		t.Fatalf("Stats() = %+v, want %+v", got, want)
 	}

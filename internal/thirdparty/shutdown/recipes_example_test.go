@@ -30,7 +30,7 @@ func Example_netHTTP() {
 		Addr:              ":8080",
 		Handler:           s.Middleware(mux),
 		ConnState:         s.ConnState,      // closes connections with no request once drained
-		ConnContext:       s.ConnContext,    // lets the drain end long polls after the grace
+		ConnContext:       s.ConnContext,    // ends long polls after the grace; plain requests allocate nothing
 		ReadHeaderTimeout: 10 * time.Second, // ends clients that send their headers slowly
 	}
 	go func() {

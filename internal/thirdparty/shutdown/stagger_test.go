@@ -199,7 +199,7 @@ func TestStaggerChatShapeAndLateAsker(t *testing.T) {
 func TestDrainDelayKeepsServing(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	s := shutdown.New(shutdown.WithDrainDelay(delay))
-	ts, _ := serve(t, s, okHandler)
+	ts, _ := serveUnhooked(t, s, okHandler) // hooked, the connection after the drain would be closed, not answered
 	ready := httpServer(t, s.ReadinessHandler())
 	if code, _ := get(t, ready.URL); code != http.StatusOK {
 		t.Fatalf("readiness before Shutdown: %d, want 200", code)
