@@ -34,19 +34,44 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 			_ = c.Close() // the drain is over; the error tells nothing
 			return
 		}
-		fallthrough
-	case http.StateActive:
-		if s.serverConns == nil {
-			s.serverConns = make(map[net.Conn]http.ConnState)
-		}
-		s.serverConns[c] = state
-	case http.StateIdle: // http.Server.Shutdown closes those
-		delete(s.serverConns, c)
+		s.setConnState(c, state)
+	case http.StateActive, http.StateIdle:
+		s.setConnState(c, state)
 	default: // hijacked or closed
-		delete(s.serverConns, c)
+		if sc, ok := s.serverConns[c]; ok {
+			if sc.state != http.StateIdle {
+				s.openConns--
+			}
+			delete(s.serverConns, c)
+		}
 		delete(s.slots, c)
 	}
 	s.serverMu.Unlock()
+}
+
+// serverConn is a server connection's state, seen through ConnState.
+type serverConn struct{ state http.ConnState }
+
+// setConnState records c's state, and counts it in s.openConns unless it
+// is idle. A connection keeps its entry, idle or not, until it closes: a
+// request then changes the entry rather than adding and removing a key,
+// and looks it up once. s.serverMu must be held.
+func (s *Shutdowner) setConnState(c net.Conn, state http.ConnState) {
+	sc := s.serverConns[c]
+	if sc == nil {
+		if s.serverConns == nil {
+			s.serverConns = make(map[net.Conn]*serverConn)
+		}
+		sc = &serverConn{state: http.StateIdle}
+		s.serverConns[c] = sc
+	}
+	switch wasOpen, isOpen := sc.state != http.StateIdle, state != http.StateIdle; {
+	case isOpen && !wasOpen:
+		s.openConns++
+	case wasOpen && !isOpen:
+		s.openConns--
+	}
+	sc.state = state
 }
 
 // closeUnstarted closes the server connections, seen through ConnState, on
@@ -55,10 +80,11 @@ func (s *Shutdowner) closeUnstarted() {
 	s.serverMu.Lock()
 	s.closeNew = true
 	var unstarted []net.Conn
-	for c, state := range s.serverConns {
-		if state == http.StateNew {
+	for c, sc := range s.serverConns {
+		if sc.state == http.StateNew {
 			unstarted = append(unstarted, c)
 			delete(s.serverConns, c)
+			s.openConns--
 		}
 	}
 	s.serverMu.Unlock()
@@ -70,5 +96,5 @@ func (s *Shutdowner) closeUnstarted() {
 func (s *Shutdowner) openServerConns() int {
 	s.serverMu.Lock()
 	defer s.serverMu.Unlock()
-	return len(s.serverConns)
+	return s.openConns
 }

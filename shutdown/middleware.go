@@ -98,14 +98,18 @@ func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.Respo
 		slot.plain.Store(true)
 	}
 	rw, b := slot.plainWriter(w)
-	b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
-	b.ctx.flags.Store(connCtxFlag)
-	b.ctx.enterSlot(slot, true)
+	c := &b.ctx
+	c.Context, c.s, b.header = r.Context(), s, r.Header
+	c.flags.Store(connCtxFlag) // a spare's were its last request's, returned
+	c.slotted = true
+	if slot.req.Load() != c { // a spare is in the slot already: no store
+		slot.req.Store(c)
+	}
 	defer func() {
-		if b.ctx.leaveSlot(slot) {
-			s.reject(w)
+		if c.flags.Load()&(cancelledFlag|wroteFlag) == cancelledFlag {
+			s.reject(w) // a long poll the drain ended, which said nothing
 		}
-		s.handlerReturned(&b.ctx)
+		s.handlerReturned(c)
 		slot.release(rw, b)
 		s.exit()
 	}()

@@ -125,18 +125,24 @@ func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *ba
 
 // release keeps b, rw's base, as the connection's spare writer if nothing
 // can still reach it: its request was plain (no stream, no signal of its
-// own, no hijack, not a protocol call, nothing in more) and has left the
-// slot. It lets go of net/http's response and the request's header either
-// way.
+// own, no hijack, not cancelled as pending, nothing in more). The slot
+// still points to it, returned, until the next request, which resets its
+// flags. A request that hijacked stays in the slot for its pumps; another
+// leaves. It lets go of net/http's response and the request's header
+// either way.
 func (sl *connSlot) release(rw http.ResponseWriter, b *base) {
 	b.rw, b.header = nil, nil
 	c := &b.ctx
-	if c.flags.Load()&(askedFlag|hijackedFlag|protocolFlag|cancelledFlag) != 0 || c.more != nil || c.stream.Load() != nil {
+	f := c.flags.Load()
+	if f&hijackedFlag != 0 {
 		return
 	}
-	c.Context, c.conn = nil, nil
-	c.flags.Store(0)
-	c.switched, c.headerCalled, c.sniffed, c.slotted = false, false, false, false
+	if f&(askedFlag|cancelledFlag) != 0 || c.more != nil || c.stream.Load() != nil {
+		sl.req.Store(nil)
+		return
+	}
+	c.Context = nil
+	c.switched, c.headerCalled, c.sniffed = false, false, false
 	sl.spare, sl.spareRW = b, rw
 }
 
@@ -223,8 +229,12 @@ func (sl *connSlot) Value(key any) any {
 	case connSlotKey:
 		return sl
 	case requestContextKey:
-		if c := sl.req.Load(); c != nil && c.flags.Load()&connCtxFlag != 0 {
-			return c
+		// The connection's request, while it runs or, once it has
+		// hijacked the connection, for good.
+		if c := sl.req.Load(); c != nil {
+			if f := c.flags.Load(); f&connCtxFlag != 0 && f&(returnedFlag|hijackedFlag) != returnedFlag {
+				return c
+			}
 		}
 		if sl.plain.Load() {
 			// The context of a request that has returned, kept by a

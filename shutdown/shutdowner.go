@@ -61,10 +61,12 @@ type Shutdowner struct {
 	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
 
 	// Server connections seen through ConnState (connstate.go), guarded
-	// by serverMu: those that are new or active, and, once a drain is
-	// over, that new ones are to be closed.
+	// by serverMu: their states until they are hijacked or closed, how
+	// many of them are new or active, and, once a drain is over, that new
+	// ones are to be closed.
 	serverMu    sync.Mutex
-	serverConns map[net.Conn]http.ConnState
+	serverConns map[net.Conn]*serverConn
+	openConns   int
 	closeNew    bool
 	hooked      atomic.Bool // ConnState has been called
 

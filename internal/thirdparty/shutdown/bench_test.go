@@ -69,30 +69,54 @@ func snoopMiddleware(s *shutdown.Shutdowner, next http.Handler) http.Handler {
 }
 
 // BenchmarkMiddleware serves a plain request bare, through the seed's
-// WaitGroup middleware, through the Shutdowner's, and through the same built
-// on httpsnoop, in one run: read the cost as the difference.
+// WaitGroup middleware, through the Shutdowner's, on a connection with its
+// ConnContext and with the ConnState calls net/http makes around each
+// request ("shutdown-hooked"), and through the same built on httpsnoop, in
+// one run: read the cost as the difference.
 func BenchmarkMiddleware(b *testing.B) {
 	var wg sync.WaitGroup
-	var s shutdown.Shutdowner
+	var s, hooked shutdown.Shutdowner
 	staggered := shutdown.New(shutdown.WithStagger(time.Second))
 	for _, bc := range []struct {
 		name string
 		h    http.Handler
+		hook *shutdown.Shutdowner
 	}{
-		{"bare", okHandler},
-		{"waitgroup", waitGroupMiddleware(&wg, okHandler)},
-		{"shutdown", s.Middleware(okHandler)},
-		{"shutdown-stagger", staggered.Middleware(okHandler)},
-		{"httpsnoop", snoopMiddleware(&s, okHandler)},
+		{"bare", okHandler, nil},
+		{"waitgroup", waitGroupMiddleware(&wg, okHandler), nil},
+		{"shutdown", s.Middleware(okHandler), nil},
+		{"shutdown-hooked", hooked.Middleware(okHandler), &hooked},
+		{"shutdown-stagger", staggered.Middleware(okHandler), nil},
+		{"httpsnoop", snoopMiddleware(&s, okHandler), nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			w := &benchWriter{h: make(http.Header)}
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r, serve := hookedRequest(b, bc.hook, bc.h)
 			b.ReportAllocs()
 			for b.Loop() {
-				bc.h.ServeHTTP(w, r)
+				serve(w, r)
 			}
 		})
+	}
+}
+
+// hookedRequest returns a plain request and a function that serves it
+// with h. With hook set, the request's context is a connection's from
+// hook.ConnContext, and serving it calls hook.ConnState as net/http does
+// around a request on a keep-alive connection.
+func hookedRequest(tb testing.TB, hook *shutdown.Shutdowner, h http.Handler) (*http.Request, func(http.ResponseWriter, *http.Request)) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if hook == nil {
+		return r, h.ServeHTTP
+	}
+	conn, peer := net.Pipe()
+	tb.Cleanup(func() { conn.Close(); peer.Close() })
+	hook.ConnState(conn, http.StateNew)
+	r = r.WithContext(hook.ConnContext(context.Background(), conn))
+	return r, func(w http.ResponseWriter, r *http.Request) {
+		hook.ConnState(conn, http.StateActive)
+		h.ServeHTTP(w, r)
+		hook.ConnState(conn, http.StateIdle)
 	}
 }
 
@@ -204,20 +228,32 @@ func BenchmarkDrain(b *testing.B) {
 
 // The middleware's allocation budget, as BenchmarkMiddleware measures it:
 // two per request (the request copy and the writer with its context), with
-// or without a stagger window, so that a change that adds one fails here.
+// or without a stagger window, and none on a connection with the
+// ConnContext and ConnState hooks, so that a change that adds one fails
+// here.
 func TestMiddlewareAllocations(t *testing.T) {
 	if wstest.Race {
 		t.Skip("the race detector changes what allocates")
 	}
-	for name, s := range map[string]*shutdown.Shutdowner{
-		"default":      new(shutdown.Shutdowner),
-		"with stagger": shutdown.New(shutdown.WithStagger(time.Second)),
+	for _, tc := range []struct {
+		name   string
+		s      *shutdown.Shutdowner
+		hooked bool
+		want   float64
+	}{
+		{"default", new(shutdown.Shutdowner), false, 2},
+		{"with stagger", shutdown.New(shutdown.WithStagger(time.Second)), false, 2},
+		{"hooked", new(shutdown.Shutdowner), true, 0},
+		{"hooked with stagger", shutdown.New(shutdown.WithStagger(time.Second)), true, 0},
 	} {
-		h := s.Middleware(okHandler)
+		var hook *shutdown.Shutdowner
+		if tc.hooked {
+			hook = tc.s
+		}
 		w := &benchWriter{h: make(http.Header)}
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 2 {
-			t.Errorf("%s: %v allocations per request, want 2", name, got)
+		r, serve := hookedRequest(t, hook, tc.s.Middleware(okHandler))
+		if got := testing.AllocsPerRun(1000, func() { serve(w, r) }); got > tc.want {
+			t.Errorf("%s: %v allocations per request, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -199,3 +199,21 @@ func TestMiddlewareAllocationsOnServer(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkServedRequest makes round trips to one server alone, bare or
+// wrapped, for instruction counts: under callgrind, the difference in
+// instructions between two -benchtime counts, over the difference in
+// requests, is a request's cost with the start-up cancelled out. The
+// README gives the command.
+func BenchmarkServedRequest(b *testing.B) {
+	for _, hc := range servedHandlers() {
+		b.Run(hc.name, func(b *testing.B) {
+			c := serveOn(b, hc.h, hc.hook)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				c.roundTrip(b)
+			}
+		})
+	}
+}
