@@ -257,9 +257,10 @@ func Draining(ctx context.Context) <-chan struct{} {
 	if !ok {
 		return nil
 	}
-	if c.flags.Load()&(connCtxFlag|hijackedFlag) == connCtxFlag && (ctx.Done() == nil || ctx.Err() != nil) {
+	if c.flags.Load()&(connCtxFlag|hijackedFlag) == connCtxFlag && ctx != c.Context && (ctx.Done() == nil || ctx.Err() != nil) {
 		// Found through the connection's slot (pending.go), from a
-		// context that may be an earlier request's on the connection:
+		// context other than the request's own (which Done would give a
+		// channel it may never need), that may be an earlier request's:
 		// one kept with context.WithoutCancel, or one that net/http
 		// ended with its request. It gets what an ended request gets,
 		// and the connection's current request stays as it was. A

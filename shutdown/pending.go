@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -70,8 +71,10 @@ func WithPendingGrace(d time.Duration) Option {
 // Without ConnState, the Shutdowner never learns that a connection has
 // closed, and keeps what it made for it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	sl := &connSlot{s: s}
-	sl.Context, sl.cancel = context.WithCancel(ctx)
+	sl := &connSlot{parent: ctx, s: s}
+	if ctx.Done() != nil { // a cancellable BaseContext: rare
+		sl.stopParent = context.AfterFunc(ctx, func() { sl.end(ctx.Err()) })
+	}
 	s.serverMu.Lock()
 	if s.slots == nil {
 		s.slots = make(map[net.Conn]*connSlot)
@@ -93,10 +96,18 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 // found through the slot rather than put in a copy of the request. A
 // plain HTTP/1 request on a slotted connection thus allocates nothing.
 type connSlot struct {
-	context.Context
-	cancel context.CancelFunc
+	parent context.Context // the one ConnContext was given
 	s      *Shutdowner
 	req    atomic.Pointer[requestContext] // HTTP/1
+
+	// The slot's own cancellation (slotctx.go): the channel of Done, made
+	// when first asked for, the error once cancelled, and the functions
+	// to call then.
+	mu         sync.Mutex
+	done       chan struct{}
+	err        error
+	after      []*slotAfter
+	stopParent func() bool // with a parent that may end: stops the slot's end with it, once the connection has closed
 
 	// HTTP/1: the writer of the connection's last plain request, free
 	// for its next one, and the writer kind it was made for. Touched only
@@ -243,7 +254,7 @@ func (sl *connSlot) Value(key any) any {
 			return &sl.s.ended
 		}
 	}
-	return sl.Context.Value(key)
+	return sl.parent.Value(key)
 }
 
 // slotOf returns the slot of r's connection, on a server with s's

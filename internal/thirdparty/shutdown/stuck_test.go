@@ -204,8 +204,19 @@ func TestDeadlinesHeldWithStuckPeers(t *testing.T) {
 						err = s.Shutdown(ctx)
 					}
 					took := time.Since(start)
-					if took > call.timeout+200*time.Millisecond {
-						t.Errorf("returned after %v, want at most %v", took, call.timeout+200*time.Millisecond)
+					t.Logf("returned after %v", took)
+					// Built with the race detector, the thousand wss
+					// peers' drains were seen 274 and 257 ms late on
+					// a machine running other tests, against 70 ms
+					// before the deadline on a quiet one; the plain
+					// build, which go test ./... also runs, holds
+					// the 200 ms.
+					slack := 200 * time.Millisecond
+					if wstest.Race {
+						slack = 500 * time.Millisecond
+					}
+					if took > call.timeout+slack {
+						t.Errorf("returned after %v, want at most %v", took, call.timeout+slack)
 					}
 					var de *shutdown.DrainError
 					if !errors.As(err, &de) || de.Hijacked != n || !errors.Is(err, context.DeadlineExceeded) {
