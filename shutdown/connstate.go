@@ -44,9 +44,6 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 			}
 			delete(s.serverConns, c)
 		}
-		if sl := s.slots[c]; sl != nil && sl.stopParent != nil {
-			sl.stopParent()
-		}
 		delete(s.slots, c)
 	}
 	s.serverMu.Unlock()

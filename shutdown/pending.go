@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -74,10 +73,14 @@ func WithPendingGrace(d time.Duration) Option {
 // Without ConnState, the Shutdowner never learns that a connection has
 // closed, and keeps what it made for it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	sl := &connSlot{parent: ctx, s: s}
-	if ctx.Done() != nil { // a cancellable BaseContext: rare
-		sl.stopParent = context.AfterFunc(ctx, func() { sl.end(ctx.Err()) })
-	}
+	sl := &connSlot{s: s}
+	// A cancelCtx, which net/http's connection context, derived from sl
+	// through a context.WithValue, finds by the context package's own key
+	// and registers in: a cancellation written out here would be found
+	// by neither that key nor AfterFunc, which the context package looks
+	// for on the value context only, and would cost a goroutine a
+	// connection (TestConnContextIsAContext).
+	sl.Context, sl.cancel = context.WithCancel(ctx)
 	s.serverMu.Lock()
 	if s.slots == nil {
 		s.slots = make(map[net.Conn]*connSlot)
@@ -99,18 +102,10 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 // found through the slot rather than put in a copy of the request. A
 // plain HTTP/1 request on a slotted connection thus allocates nothing.
 type connSlot struct {
-	parent context.Context // the one ConnContext was given
+	context.Context
+	cancel context.CancelFunc
 	s      *Shutdowner
 	req    atomic.Pointer[requestContext] // HTTP/1
-
-	// The slot's own cancellation (slotctx.go): the channel of Done, made
-	// when first asked for, the error once cancelled, and the functions
-	// to call then.
-	mu         sync.Mutex
-	done       chan struct{}
-	err        error
-	after      []*slotAfter
-	stopParent func() bool // with a parent that may end: stops the slot's end with it, once the connection has closed
 
 	// HTTP/1: the writer of the connection's last plain request, free
 	// for its next one, and the writer kind it was made for. Touched only
@@ -257,7 +252,7 @@ func (sl *connSlot) Value(key any) any {
 			return &sl.s.ended
 		}
 	}
-	return sl.parent.Value(key)
+	return sl.Context.Value(key)
 }
 
 // slotOf returns the slot of r's connection, on a server with s's

@@ -80,7 +80,7 @@ func (shape connShape) handler(connected chan<- struct{}) http.Handler {
 // heapPerConn returns the live heap, in bytes per connection, of n open
 // gorilla websockets (server and client ends, in this process) served by a
 // handler of shape, with or without the middleware.
-func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) float64 {
+func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) (heap, stack float64) {
 	tb.Helper()
 	connected := make(chan struct{}, n)
 	var s shutdown.Shutdowner
@@ -100,7 +100,7 @@ func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) fl
 			c.Close()
 		}
 	}()
-	before := liveHeap()
+	before, beforeStacks := liveHeap()
 	for range n {
 		c, resp, err := websocket.DefaultDialer.Dial(wsURL(ts), nil)
 		if err != nil {
@@ -119,7 +119,8 @@ func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) fl
 			}
 		}
 	}
-	per := float64(liveHeap()-before) / float64(n)
+	after, afterStacks := liveHeap()
+	heap, stack = float64(after-before)/float64(n), float64(afterStacks-beforeStacks)/float64(n)
 	if wrapped {
 		for _, c := range conns {
 			c.Close()
@@ -131,46 +132,58 @@ func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) fl
 			tb.Fatal(err)
 		}
 	}
-	return per
+	return heap, stack
 }
 
 // connMemory returns heapPerConn bare and wrapped, after a run of
 // each that warms up what is allocated once (pools, caches), which would
 // otherwise count against whichever runs first.
 func connMemory(tb testing.TB, n int, hooked bool, shape connShape) (bare, wrapped float64) {
+	bare, wrapped, _, _ = connMemoryStacks(tb, n, hooked, shape)
+	return bare, wrapped
+}
+
+// connMemoryStacks is connMemory with the goroutine stacks' bytes per
+// connection, which vary too much in one process, with both ends in it,
+// for a test's bound: BenchmarkConnMemory reports them.
+func connMemoryStacks(tb testing.TB, n int, hooked bool, shape connShape) (bare, wrapped, bareStack, wrappedStack float64) {
 	tb.Helper()
 	heapPerConn(tb, n, false, false, shape)
 	heapPerConn(tb, n, true, hooked, shape)
-	return heapPerConn(tb, n, false, false, shape), heapPerConn(tb, n, true, hooked, shape)
+	bare, bareStack = heapPerConn(tb, n, false, false, shape)
+	wrapped, wrappedStack = heapPerConn(tb, n, true, hooked, shape)
+	return bare, wrapped, bareStack, wrappedStack
 }
 
-func liveHeap() int64 {
+// liveHeap returns the bytes of live heap objects, and of goroutine
+// stacks, which the heap's figure does not count: a goroutine a
+// connection, or a handler's stack grown by what runs on it, costs there.
+func liveHeap() (heap, stacks int64) {
 	runtime.GC()
 	runtime.GC() // the finalizers' garbage too
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
+	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
 
 // connShapes are the shapes measured, with the most the middleware may
-// add to an open websocket in each, on a server without the ConnContext
-// and ConnState hooks and with them. A goroutine that keeps the request's
-// context keeps the 80-byte allocation of the request's writer and
-// context too, on top of the tracking of the connection (about 130
-// bytes), and the in-process measure varies by some 100 bytes: their
+// add to an open websocket's heap in each, on a server without the
+// ConnContext and ConnState hooks and with them. A goroutine that keeps
+// the request's context keeps the 80-byte allocation of the request's
+// writer and context too, on top of the tracking of the connection (about
+// 130 bytes), and the in-process measure varies by some 100 bytes: their
 // bound is 512 bytes, where 256 is the aim. With the hooks, every
-// connection has a context of the Shutdowner's (ConnContext), with its
-// Done channel and the registration of net/http's connection context
-// under it, which a handler that runs, or a kept context, keeps: 530 to
-// 700 bytes measured, against 256 aimed at. Before the writer let go of
-// net/http's response when its hijacking handler returned, the kept
-// context cost 2.1 and 10.4 KB; before the slot had a cancellation of its
-// own (slotctx.go), the hooked shapes cost 850 to 960 bytes.
+// connection has a context of the Shutdowner's (ConnContext), a cancelCtx
+// with the map in which net/http's connection context registers, which a
+// running handler or a kept context keeps: 620 to 850 bytes measured,
+// against 256 aimed at. Before the writer let go of net/http's response
+// when its hijacking handler returned, the kept context cost 2.1 and
+// 10.4 KB.
 var connShapes = []connShape{
 	{name: "reads", handOff: false, most: 256, mostHooked: 1024},
 	{name: "chat", handOff: true, most: 256, mostHooked: 256},
-	{name: "chat-context", handOff: true, keepCtx: true, most: 512, mostHooked: 768},
-	{name: "chat-context-buffered", handOff: true, keepCtx: true, buffered: true, most: 512, mostHooked: 768},
+	{name: "chat-context", handOff: true, keepCtx: true, most: 512, mostHooked: 1024},
+	{name: "chat-context-buffered", handOff: true, keepCtx: true, buffered: true, most: 512, mostHooked: 1024},
 }
 
 // BenchmarkConnMemory reports the live heap per open websocket, bare and
@@ -182,10 +195,11 @@ func BenchmarkConnMemory(b *testing.B) {
 		for _, shape := range connShapes {
 			b.Run(hookedName(hooked)+"/"+shape.name, func(b *testing.B) {
 				for range b.N {
-					bare, wrapped := connMemory(b, n, hooked, shape)
+					bare, wrapped, bareStack, wrappedStack := connMemoryStacks(b, n, hooked, shape)
 					b.ReportMetric(bare, "B/conn-bare")
 					b.ReportMetric(wrapped, "B/conn-wrapped")
 					b.ReportMetric(wrapped-bare, "B/conn-over")
+					b.ReportMetric(wrappedStack-bareStack, "stack-B/conn-over")
 				}
 			})
 		}
