@@ -3,6 +3,7 @@ package shutdown_test
 import (
 	"bytes"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -186,12 +187,20 @@ func TestMiddlewareAllocationsOnServer(t *testing.T) {
 	}
 	budget := map[string]float64{"waitgroup": 0, "shutdown": 2, "shutdown-hooked": 0}
 	handlers := servedHandlers()
-	bare := serveOn(t, handlers[0].h, nil)
-	bareAllocs := testing.AllocsPerRun(500, func() { bare.roundTrip(t) })
+	// The count is the process's: what other goroutines allocate meanwhile
+	// (an earlier test's, winding down) only adds, so the least of a few
+	// measures is the server's.
+	least := func(c *rawClient) float64 {
+		n := math.Inf(1)
+		for range 3 {
+			n = min(n, testing.AllocsPerRun(500, func() { c.roundTrip(t) }))
+		}
+		return n
+	}
+	bareAllocs := least(serveOn(t, handlers[0].h, nil))
 	t.Logf("bare: %v allocations per request", bareAllocs)
 	for _, hc := range handlers[1:] {
-		c := serveOn(t, hc.h, hc.hook)
-		got := testing.AllocsPerRun(500, func() { c.roundTrip(t) })
+		got := least(serveOn(t, hc.h, hc.hook))
 		t.Logf("%s: %v allocations per request", hc.name, got)
 		want := bareAllocs + budget[hc.name]
 		if got > want {
