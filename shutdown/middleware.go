@@ -106,7 +106,7 @@ func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.Respo
 		slot.req.Store(c)
 	}
 	defer func() {
-		if c.flags.Load()&(cancelledFlag|wroteFlag) == cancelledFlag {
+		if c.cancelledSilent() {
 			s.reject(w) // a long poll the drain ended, which said nothing
 		}
 		s.handlerReturned(c)

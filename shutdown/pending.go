@@ -174,21 +174,19 @@ func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
 	}
 }
 
-// leaveSlot takes c out of sl as its handler returns, and reports whether
-// the drain cancelled it as pending and it wrote nothing: the middleware
-// then answers 503. An HTTP/1 request that hijacked its connection stays,
-// so that the goroutines it handed the connection to still find it from
-// the request's context. An HTTP/2 request that leaves after the grace,
-// its connection's other requests all pending, cancels them: a long poll
-// that shared its connection with a writing request is then no longer
-// held.
+// leaveSlot takes c, a request served with a copy of it (r.WithContext), out
+// of sl as its handler returns, and reports whether the drain cancelled it
+// as pending and it wrote nothing: the middleware then answers 503. On
+// HTTP/1 such a request is a gRPC or Connect call, which never hijacks;
+// the plain ones leave through release. An HTTP/2 request that leaves
+// after the grace, its connection's other requests all pending, cancels
+// them: a long poll that shared its connection with a writing request is
+// then no longer held.
 func (c *requestContext) leaveSlot(sl *connSlot) bool {
 	f := c.flags.Load()
 	if f&sharedFlag == 0 {
-		if f&hijackedFlag == 0 {
-			sl.req.Store(nil)
-		}
-		return f&(cancelledFlag|wroteFlag) == cancelledFlag
+		sl.req.Store(nil)
+		return c.cancelledSilent()
 	}
 	if f&settledFlag != 0 {
 		sl.settled.Add(-1)
@@ -199,6 +197,12 @@ func (c *requestContext) leaveSlot(sl *connSlot) bool {
 		sl.cancelIfPending()
 	}
 	return f&wroteFlag == 0 && sl.cancelled.Load()
+}
+
+// cancelledSilent reports whether the drain cancelled c, an HTTP/1
+// request, as pending, and it has written nothing since.
+func (c *requestContext) cancelledSilent() bool {
+	return c.flags.Load()&(cancelledFlag|wroteFlag) == cancelledFlag
 }
 
 // cancelIfPending cancels an HTTP/2 connection's context if it has
