@@ -23,10 +23,38 @@ import (
 // live as long as the connection.
 type conn struct {
 	net.Conn
-	s     *Shutdowner
-	req   *requestContext // guarded by s.mu
-	timer *time.Timer     // a goodbye scheduled on the handler's behalf; guarded by s.mu
-	ws    wsConn          // a websocket's frame stream and goodbye (goodbye.go)
+	s    *Shutdowner
+	more *connMore // with a stagger window only; guarded by s.mu
+	ws   wsConn    // a websocket's frame stream and goodbye (goodbye.go)
+}
+
+// connMore is the part of a conn that only a stagger window needs: out of
+// conn, which an open websocket keeps, so that without one it costs no
+// word.
+type connMore struct {
+	req   *requestContext // the request, whose own signal Close forgets
+	timer *time.Timer     // a goodbye scheduled on the handler's behalf
+}
+
+// extra returns c.more, made if need be. s.mu must be held.
+func (c *conn) extra() *connMore {
+	if c.more == nil {
+		c.more = new(connMore)
+	}
+	return c.more
+}
+
+// forget stops c's goodbye timer and forgets its request's own signal,
+// if it has them: c is no longer tracked. s.mu must be held.
+func (c *conn) forget() {
+	if m := c.more; m != nil {
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+		if m.req != nil {
+			c.s.forgetSignal(m.req)
+		}
+	}
 }
 
 // track starts counting c, hijacked by req, in the drain and returns it
@@ -41,9 +69,11 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *
 	}
 	s.mu.Lock()
 	req.conn = tc
-	tc.ws.asked.Store(req.asked())
+	if req.asked() {
+		tc.ws.state.Store(wsAsked)
+	}
 	if req.sig() != nil {
-		tc.req = req
+		tc.extra().req = req
 	}
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
@@ -74,12 +104,7 @@ func (s *Shutdowner) untrack(c *conn) bool {
 		return false
 	}
 	delete(s.conns, c)
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	if c.req != nil {
-		s.forgetSignal(c.req)
-	}
+	c.forget()
 	if s.countOut(1) {
 		s.closeIdle()
 	}
@@ -104,9 +129,7 @@ func (s *Shutdowner) forceClose(all bool) {
 		// Untracked here, so an owner's Close that runs now only closes.
 		conns = append(conns, c.Conn)
 		delete(s.conns, c)
-		if c.req != nil {
-			s.forgetSignal(c.req)
-		}
+		c.forget()
 	}
 	if len(conns) > 0 && s.countOut(int64(len(conns))) {
 		s.closeIdle()

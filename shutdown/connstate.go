@@ -23,10 +23,25 @@ import (
 //
 // ConnState is safe for concurrent use, and may serve several servers.
 func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
+	if state == http.StateHijacked {
+		// Called inside the handler's Hijack, about the deepest its
+		// goroutine goes: the map work there would double a
+		// websocket's 4 KB stack for the connection's life. It waits
+		// for the next look at the connections (sweepHijacked).
+		s.serverMu.Lock()
+		s.hijacked = append(s.hijacked, c)
+		s.serverMu.Unlock()
+		return
+	}
+	s.connState(c, state)
+}
+
+func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 	if !s.hooked.Load() {
 		s.hooked.Store(true)
 	}
 	s.serverMu.Lock()
+	s.sweepHijacked()
 	switch state {
 	case http.StateNew:
 		if s.closeNew {
@@ -37,16 +52,42 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 		s.setConnState(c, state)
 	case http.StateActive, http.StateIdle:
 		s.setConnState(c, state)
-	default: // hijacked or closed
-		if sc, ok := s.serverConns[c]; ok {
-			if sc.state != http.StateIdle {
-				s.openConns--
-			}
-			delete(s.serverConns, c)
-		}
-		delete(s.slots, c)
+	default: // closed
+		s.forgetConn(c)
 	}
 	s.serverMu.Unlock()
+}
+
+// sweepHijacked forgets the connections that ConnState has seen hijacked
+// since it last ran. s.serverMu must be held.
+func (s *Shutdowner) sweepHijacked() {
+	if len(s.hijacked) == 0 {
+		return
+	}
+	for _, c := range s.hijacked {
+		s.forgetConn(c)
+	}
+	clear(s.hijacked) // nothing kept for the garbage collector to miss
+	s.hijacked = s.hijacked[:0]
+}
+
+// forgetHijacked forgets the connections that ConnState has seen hijacked,
+// as the middleware's Hijack returns.
+func (s *Shutdowner) forgetHijacked() {
+	s.serverMu.Lock()
+	s.sweepHijacked()
+	s.serverMu.Unlock()
+}
+
+// forgetConn forgets c, hijacked or closed. s.serverMu must be held.
+func (s *Shutdowner) forgetConn(c net.Conn) {
+	if sc, ok := s.serverConns[c]; ok {
+		if sc.state != http.StateIdle {
+			s.openConns--
+		}
+		delete(s.serverConns, c)
+	}
+	delete(s.slots, c)
 }
 
 // serverConn is a server connection's state, seen through ConnState.
@@ -78,6 +119,7 @@ func (s *Shutdowner) setConnState(c net.Conn, state http.ConnState) {
 // which no request has begun, now and as they arrive: the end of a drain.
 func (s *Shutdowner) closeUnstarted() {
 	s.serverMu.Lock()
+	s.sweepHijacked()
 	s.closeNew = true
 	var unstarted []net.Conn
 	for c, sc := range s.serverConns {
@@ -96,5 +138,6 @@ func (s *Shutdowner) closeUnstarted() {
 func (s *Shutdowner) openServerConns() int {
 	s.serverMu.Lock()
 	defer s.serverMu.Unlock()
+	s.sweepHijacked()
 	return s.openConns
 }

@@ -95,9 +95,6 @@ type wsConn struct {
 
 	state atomic.Uint32 // wsPending and the rest
 	on    bool          // the connection is a websocket; set before it is shared
-	// asked is set once application code has asked for the request's
-	// signal.
-	asked atomic.Bool
 }
 
 // The bits of wsConn.state. wsSent and wsClosed exclude each other: a
@@ -110,6 +107,7 @@ const (
 	wsLinger               // the lingering close has begun, or the force-close that follows a deadline goodbye owns the close
 	wsClosed               // closed by its owner with no goodbye sent, or by the Shutdowner after a goodbye it could not write
 	wsBroken               // a write failed: the frame it was writing may never be finished
+	wsAsked                // application code has asked for the request's signal: no goodbye on its behalf
 )
 
 // isWebSocket reports whether h asks to upgrade to websocket.
@@ -292,7 +290,7 @@ func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool, d time.Time)
 // the goodbye pending for that write to say.
 func (c *conn) goodbye() {
 	w := &c.ws
-	if w.asked.Load() || c.s.ownGoodbyes || w.state.Load()&(wsSent|wsClosed) != 0 {
+	if w.state.Load()&wsAsked != 0 || c.s.ownGoodbyes || w.state.Load()&(wsSent|wsClosed) != 0 {
 		return
 	}
 	w.state.Or(wsPending)
@@ -316,7 +314,7 @@ func (c *conn) tryGoodbye() {
 // onBehalf reports whether c gets a goodbye on its handler's behalf when
 // its signal fires. s.mu must be held.
 func (s *Shutdowner) onBehalf(c *conn) bool {
-	return c.ws.on && !c.ws.asked.Load() && !s.ownGoodbyes && !s.goodbyeOff
+	return c.ws.on && c.ws.state.Load()&wsAsked == 0 && !s.ownGoodbyes && !s.goodbyeOff
 }
 
 // A goodbyer is what the Shutdowner says goodbye to on a handler's behalf:
@@ -326,7 +324,7 @@ type goodbyer interface {
 	setTimer(*time.Timer) // s.mu held
 }
 
-func (c *conn) setTimer(t *time.Timer)           { c.timer = t }
+func (c *conn) setTimer(t *time.Timer)           { c.extra().timer = t }
 func (c *requestContext) setTimer(t *time.Timer) { c.extra().timer = t }
 
 // scheduleGoodbye schedules g's goodbye at d from now, or says it at once

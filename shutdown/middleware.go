@@ -58,35 +58,45 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			s.serveOnSlot(slot, next, w, r)
 			return
 		}
-		// One allocation holds both the writer and the context, and
-		// WithContext makes the other: the two the request costs.
-		rw, b := newWriter(w)
-		b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
-		if protocol {
-			var cancel context.CancelFunc
-			b.ctx.Context, cancel = context.WithCancel(b.ctx.Context)
-			b.ctx.more = &requestMore{cancel: cancel}
-			b.ctx.flags.Store(protocolFlag)
-		}
-		if slot != nil {
-			b.ctx.enterSlot(slot, r.ProtoMajor == 1)
-		}
-		defer func() {
-			if slot != nil && b.ctx.leaveSlot(slot) {
-				s.reject(w) // a long poll the drain ended, which said nothing
-			}
-			s.handlerReturned(&b.ctx)
-			if b.ctx.flags.Load()&hijackedFlag != 0 {
-				// The writer is dead, and a goroutine that keeps the
-				// request's context, as a chat's pumps do, keeps this
-				// allocation: not net/http's response, its buffers and
-				// the request's header with it.
-				b.rw, b.header = nil, nil
-			}
-			s.exit()
-		}()
-		next.ServeHTTP(rw, r.WithContext(&b.ctx))
+		s.serveWrapped(slot, protocol, next, w, r)
 	})
+}
+
+// serveWrapped serves a request with a copy of it whose context is the
+// middleware's, and a writer of its own: HTTP/2 ones, protocol calls, and
+// those on a connection without a slot. Apart from Middleware's handler,
+// whose frame the path of a plain HTTP/1 request on a slotted connection
+// then does not carry: a websocket's handler goroutine keeps the stack
+// its deepest call needed, and a few hundred bytes more double it.
+func (s *Shutdowner) serveWrapped(slot *connSlot, protocol bool, next http.Handler, w http.ResponseWriter, r *http.Request) {
+	// One allocation holds both the writer and the context, and
+	// WithContext makes the other: the two the request costs.
+	rw, b := newWriter(w)
+	b.ctx.Context, b.ctx.s, b.header = r.Context(), s, r.Header
+	if protocol {
+		var cancel context.CancelFunc
+		b.ctx.Context, cancel = context.WithCancel(b.ctx.Context)
+		b.ctx.more = &requestMore{cancel: cancel}
+		b.ctx.flags.Store(protocolFlag)
+	}
+	if slot != nil {
+		b.ctx.enterSlot(slot, r.ProtoMajor == 1)
+	}
+	defer func() {
+		if slot != nil && b.ctx.leaveSlot(slot) {
+			s.reject(w) // a long poll the drain ended, which said nothing
+		}
+		s.handlerReturned(&b.ctx)
+		if b.ctx.flags.Load()&hijackedFlag != 0 {
+			// The writer is dead, and a goroutine that keeps the
+			// request's context, as a chat's pumps do, keeps this
+			// allocation: not net/http's response, its buffers and
+			// the request's header with it.
+			b.rw, b.header = nil, nil
+		}
+		s.exit()
+	}()
+	next.ServeHTTP(rw, r.WithContext(&b.ctx))
 }
 
 // serveOnSlot serves a plain HTTP/1 request on a connection with a slot
@@ -94,9 +104,6 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 // request keeps net/http's context, derived from the slot, which finds the
 // request's own for Draining and LetFinish.
 func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.ResponseWriter, r *http.Request) {
-	if !slot.plain.Load() {
-		slot.plain.Store(true)
-	}
 	rw, b := slot.plainWriter(w)
 	c := &b.ctx
 	c.Context, c.s, b.header = r.Context(), s, r.Header

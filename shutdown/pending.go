@@ -73,14 +73,15 @@ func WithPendingGrace(d time.Duration) Option {
 // Without ConnState, the Shutdowner never learns that a connection has
 // closed, and keeps what it made for it.
 func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	sl := &connSlot{s: s}
+	sl, l := &connSlot{base: ctx}, &slotLive{s: s}
 	// A cancelCtx, which net/http's connection context, derived from sl
 	// through a context.WithValue, finds by the context package's own key
 	// and registers in: a cancellation written out here would be found
 	// by neither that key nor AfterFunc, which the context package looks
 	// for on the value context only, and would cost a goroutine a
 	// connection (TestConnContextIsAContext).
-	sl.Context, sl.cancel = context.WithCancel(ctx)
+	l.Context, l.cancel = context.WithCancel(ctx)
+	sl.live.Store(l)
 	s.serverMu.Lock()
 	if s.slots == nil {
 		s.slots = make(map[net.Conn]*connSlot)
@@ -101,11 +102,24 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 // connection's next request (plainWriter), and the request's context is
 // found through the slot rather than put in a copy of the request. A
 // plain HTTP/1 request on a slotted connection thus allocates nothing.
+//
+// What only a connection that still serves requests needs is in live,
+// which a hijack through the middleware lets go of (hijacked): a goroutine
+// that keeps the hijacking request's context keeps sl, for Draining, but
+// not the cancelCtx and the map of children net/http's contexts made in it.
 type connSlot struct {
-	context.Context
-	cancel context.CancelFunc
-	s      *Shutdowner
-	req    atomic.Pointer[requestContext] // HTTP/1
+	req  atomic.Pointer[requestContext] // HTTP/1
+	live atomic.Pointer[slotLive]       // nil once hijacked
+	base context.Context                // ConnContext's, the parent once live is gone
+}
+
+// slotLive is the part of a connSlot that a connection serving requests
+// needs.
+type slotLive struct {
+	context.Context // a cancelCtx, derived from the slot's base
+	cancel          context.CancelFunc
+	s               *Shutdowner
+	plain           atomic.Bool // a request has been served with the connection's context
 
 	// HTTP/1: the writer of the connection's last plain request, free
 	// for its next one, and the writer kind it was made for. Touched only
@@ -113,21 +127,61 @@ type connSlot struct {
 	spare     *base
 	spareRW   http.ResponseWriter
 	spareKind int
-	plain     atomic.Bool // a request has been served with the connection's context
 
 	active, settled atomic.Int32 // HTTP/2
 	cancelled       atomic.Bool  // HTTP/2: cancelPending cancelled it
+}
+
+// ctx is the context sl stands for: the cancellable one while the
+// connection serves requests, its parent once it has been hijacked.
+func (sl *connSlot) ctx() context.Context {
+	if l := sl.live.Load(); l != nil {
+		return l.Context
+	}
+	return sl.base
+}
+
+// Deadline, Done and Err are those of sl.ctx(). Done changes only when
+// sl is hijacked and nothing derived from it can still be cancelled
+// through it (hijacked).
+func (sl *connSlot) Deadline() (time.Time, bool) { return sl.ctx().Deadline() }
+func (sl *connSlot) Done() <-chan struct{}       { return sl.ctx().Done() }
+func (sl *connSlot) Err() error                  { return sl.ctx().Err() }
+
+// cancel cancels the connection's context, unless it has been hijacked.
+func (sl *connSlot) cancel() {
+	if l := sl.live.Load(); l != nil {
+		l.cancel()
+	}
+}
+
+// hijacked lets go of sl.live once the middleware's request has hijacked
+// the connection: it serves no request again, and nothing cancels it as
+// pending. net/http's contexts stay registered in the live cancelCtx until
+// the handler returns, and find nothing to deregister from then, since
+// sl's Done is its base's, nil, which the context package takes for a
+// parent that is never cancelled. The live part stays where the base can
+// be cancelled, which would have to cancel it to let go (a server's
+// BaseContext), and where it has been cancelled already.
+func (sl *connSlot) hijacked() {
+	if l := sl.live.Load(); l != nil && sl.base.Done() == nil && l.Err() == nil {
+		sl.live.Store(nil)
+	}
 }
 
 // plainWriter returns a writer for w, the connection's spare one if it is
 // of w's kind, and the base inside it, ready for a request.
 func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	k := writerKind(w)
-	rw, b := sl.spareRW, sl.spare
-	if b == nil || sl.spareKind != k {
+	l := sl.live.Load() // not nil: a hijacked connection serves no request
+	if !l.plain.Load() {
+		l.plain.Store(true)
+	}
+	rw, b := l.spareRW, l.spare
+	if b == nil || l.spareKind != k {
 		rw, b = newWriterOf(k)
 	}
-	sl.spare, sl.spareRW, sl.spareKind = nil, nil, k
+	l.spare, l.spareRW, l.spareKind = nil, nil, k
 	b.rw = w
 	return rw, b
 }
@@ -152,7 +206,8 @@ func (sl *connSlot) release(rw http.ResponseWriter, b *base) {
 	}
 	c.Context = nil
 	c.switched, c.headerCalled, c.sniffed = false, false, false
-	sl.spare, sl.spareRW = b, rw
+	l := sl.live.Load()
+	l.spare, l.spareRW = b, rw
 }
 
 // enterSlot puts c, a request on sl's connection, in sl. An HTTP/2
@@ -168,7 +223,7 @@ func (c *requestContext) enterSlot(sl *connSlot, http1 bool) {
 		c.more = new(requestMore)
 	}
 	c.more.slot = sl
-	sl.active.Add(1)
+	sl.live.Load().active.Add(1) // HTTP/2: never hijacked
 	if c.flags.Or(sharedFlag)&protocolFlag != 0 {
 		c.settle(0)
 	}
@@ -188,15 +243,16 @@ func (c *requestContext) leaveSlot(sl *connSlot) bool {
 		sl.req.Store(nil)
 		return c.cancelledSilent()
 	}
+	l := sl.live.Load() // HTTP/2: never hijacked
 	if f&settledFlag != 0 {
-		sl.settled.Add(-1)
+		l.settled.Add(-1)
 	}
 	// Counted out before graceEnded is read, as graceOver sets it before
 	// it reads the counts: one of the two sees the other.
-	if sl.active.Add(-1) > 0 && c.s.graceEnded.Load() {
-		sl.cancelIfPending()
+	if l.active.Add(-1) > 0 && c.s.graceEnded.Load() {
+		l.cancelIfPending()
 	}
-	return f&wroteFlag == 0 && sl.cancelled.Load()
+	return f&wroteFlag == 0 && l.cancelled.Load()
 }
 
 // cancelledSilent reports whether the drain cancelled c, an HTTP/1
@@ -207,10 +263,10 @@ func (c *requestContext) cancelledSilent() bool {
 
 // cancelIfPending cancels an HTTP/2 connection's context if it has
 // requests and all of them are pending.
-func (sl *connSlot) cancelIfPending() {
-	if sl.active.Load() > 0 && sl.settled.Load() == 0 {
-		sl.cancelled.Store(true)
-		sl.cancel()
+func (l *slotLive) cancelIfPending() {
+	if l.active.Load() > 0 && l.settled.Load() == 0 {
+		l.cancelled.Store(true)
+		l.cancel()
 	}
 }
 
@@ -226,7 +282,7 @@ func (c *requestContext) wrote() {
 // pending in its HTTP/2 connection's slot.
 func (c *requestContext) settle(bit uint32) {
 	if old := c.flags.Or(bit | settledFlag); old&(settledFlag|sharedFlag) == sharedFlag {
-		c.more.slot.settled.Add(1)
+		c.more.slot.live.Load().settled.Add(1) // HTTP/2: never hijacked
 	}
 }
 
@@ -249,14 +305,14 @@ func (sl *connSlot) Value(key any) any {
 				return c
 			}
 		}
-		if sl.plain.Load() {
+		if l := sl.live.Load(); l != nil && l.plain.Load() {
 			// The context of a request that has returned, kept by a
 			// goroutine that outlives it: Draining gives it what an
 			// ended request gets.
-			return &sl.s.ended
+			return &l.s.ended
 		}
 	}
-	return sl.Context.Value(key)
+	return sl.ctx().Value(key)
 }
 
 // slotOf returns the slot of r's connection, on a server with s's
@@ -265,8 +321,10 @@ func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
 	if !s.slotted.Load() {
 		return nil
 	}
-	if sl, ok := r.Context().Value(connSlotKey{}).(*connSlot); ok && sl.s == s {
-		return sl
+	if sl, ok := r.Context().Value(connSlotKey{}).(*connSlot); ok {
+		if l := sl.live.Load(); l != nil && l.s == s {
+			return sl
+		}
 	}
 	return nil
 }
@@ -279,6 +337,7 @@ func (s *Shutdowner) slotOf(r *http.Request) *connSlot {
 func (s *Shutdowner) cancelPending() {
 	s.graceEnded.Store(true)
 	s.serverMu.Lock()
+	s.sweepHijacked()
 	slots := make([]*connSlot, 0, len(s.slots))
 	for _, sl := range s.slots {
 		slots = append(slots, sl)
@@ -289,8 +348,8 @@ func (s *Shutdowner) cancelPending() {
 			if c.markCancelled() {
 				sl.cancel()
 			}
-		} else {
-			sl.cancelIfPending()
+		} else if l := sl.live.Load(); l != nil {
+			l.cancelIfPending()
 		}
 	}
 }

@@ -69,6 +69,7 @@ type Shutdowner struct {
 	openConns   int
 	closeNew    bool
 	hooked      atomic.Bool // ConnState has been called
+	hijacked    []net.Conn  // seen hijacked, not yet forgotten (sweepHijacked)
 
 	// The connections' contexts made by ConnContext (pending.go), until
 	// ConnState sees them closed or hijacked; guarded by serverMu.

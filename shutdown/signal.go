@@ -46,7 +46,7 @@ func (c *requestContext) signal() <-chan struct{} {
 	}
 	s.signals[c] = struct{}{}
 	if c.conn != nil {
-		c.conn.req = c // for Close to forget
+		c.conn.extra().req = c // for Close to forget
 	}
 	select {
 	case <-s.draining:
@@ -68,7 +68,7 @@ func (c *requestContext) signal() <-chan struct{} {
 func (c *requestContext) markAsked() {
 	c.settle(askedFlag)
 	if c.conn != nil {
-		c.conn.ws.asked.Store(true)
+		c.conn.ws.state.Or(wsAsked)
 	}
 }
 
@@ -163,9 +163,9 @@ func (s *Shutdowner) fireAll() {
 		s.fire(c)
 	}
 	for c := range s.conns {
-		if c.timer != nil {
-			c.timer.Stop()
-			c.timer = nil
+		if m := c.more; m != nil && m.timer != nil {
+			m.timer.Stop()
+			m.timer = nil
 		}
 	}
 	for c := range s.streams {

@@ -205,11 +205,32 @@ func (b *base) closeNotify() <-chan bool {
 // frames there (coder/websocket, x/net/websocket, gobwas/ws) is followed.
 func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	b.ctx.settle(wroteFlag | hijackedFlag)
-	c, brw, err := http.NewResponseController(b.rw).Hijack()
+	var (
+		c   net.Conn
+		brw *bufio.ReadWriter
+		err error
+	)
+	// net/http's own writer directly: a frame less than through
+	// ResponseController, on a path whose depth a websocket's handler
+	// goroutine keeps (ConnState).
+	if h, ok := b.rw.(http.Hijacker); ok {
+		c, brw, err = h.Hijack()
+	} else {
+		c, brw, err = http.NewResponseController(b.rw).Hijack()
+	}
 	if err != nil {
 		return c, brw, err
 	}
-	tc := b.ctx.s.track(c, &b.ctx, isWebSocket(b.header), b.ctx.switched)
+	s := b.ctx.s
+	if b.ctx.flags.Load()&connCtxFlag != 0 {
+		if sl, ok := b.ctx.Context.Value(connSlotKey{}).(*connSlot); ok {
+			sl.hijacked()
+		}
+	}
+	if s.hooked.Load() {
+		s.forgetHijacked()
+	}
+	tc := s.track(c, &b.ctx, isWebSocket(b.header), b.ctx.switched)
 	if brw != nil && brw.Writer != nil {
 		// net/http's is empty; another's may not be. Reset keeps the
 		// buffer: no allocation.
