@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/wsshutdown/wsshutdown/internal/thirdparty/wstest"
 	"github.com/wsshutdown/wsshutdown/shutdown"
@@ -160,4 +164,67 @@ func getWith(t testing.TB, client *http.Client, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(body)
+}
+
+// On a hooked server, the context a chat's pumps keep from a request that
+// hijacked its connection still has net/http's values (the server, the
+// local address) once the handler has returned and the connection's slot
+// has let go of what only requests need, and still finds the request's
+// drain signal: the pump says its own goodbye, which the client gets.
+// With a BaseContext the server may cancel, the slot keeps its cancelCtx,
+// registered in that context, and the same holds.
+func TestHijackedContextOnHookedServer(t *testing.T) {
+	for _, cancellable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cancellable-base=%v", cancellable), func(t *testing.T) {
+			var s shutdown.Shutdowner
+			type seen struct {
+				server, local bool
+				signal        bool
+			}
+			pumps := make(chan seen, 1)
+			upgrader := websocket.Upgrader{}
+			var srv *http.Server
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := upgrader.Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				ctx := r.Context()
+				returned := make(chan struct{})
+				go func() {
+					<-returned
+					_, local := ctx.Value(http.LocalAddrContextKey).(net.Addr)
+					sig := shutdown.Draining(ctx)
+					pumps <- seen{server: ctx.Value(http.ServerContextKey) == srv, local: local, signal: sig != nil}
+					<-sig
+					_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "pump"), time.Now().Add(time.Second))
+					_, _, _ = c.ReadMessage() // the client's answer
+					c.Close()
+				}()
+				close(returned)
+			})
+			ts := httptest.NewUnstartedServer(s.Middleware(h))
+			srv = ts.Config
+			srv.ConnContext, srv.ConnState = s.ConnContext, s.ConnState
+			if cancellable {
+				base, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				srv.BaseContext = func(net.Listener) context.Context { return base }
+			}
+			ts.Start()
+			defer ts.Close()
+			client := wstest.Dial(t, wsURL(ts))
+			if got := wstest.Receive(t, pumps, 1)[0]; got != (seen{server: true, local: true, signal: true}) {
+				t.Fatalf("the pump's context: %+v; want the server, the local address and a drain signal", got)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if g := wstest.Receive(t, client, 1)[0]; g.Code != websocket.CloseGoingAway || g.Text != "pump" {
+				t.Fatalf("client saw %d %q, want 1001 %q", g.Code, g.Text, "pump")
+			}
+		})
+	}
 }
