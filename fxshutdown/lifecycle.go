@@ -167,24 +167,18 @@ func listen(ctx context.Context, srv Server) (net.Listener, error) {
 	return ln, nil
 }
 
-// watchConns sets srv.ConnState to the Shutdowner's, which closes the
-// connections that have not begun a request once the drain is over, and
-// calls the hook the server already had after it; and srv.ConnContext to
-// the Shutdowner's, after the server's own, so that a drain ends the
-// requests still pending after the grace (shutdown.WithPendingGrace). Until the first request
-// has ended or hijacked its connection, it also follows w: if that request
-// did not reach the Shutdowner's middleware, the module warns.
+// watchConns hooks srv with the Shutdowner's ConnContext and ConnState
+// (Shutdowner.ConfigureServer), after the hooks the server already had:
+// connections with no request begun are closed once the drain is over,
+// and requests still pending after the grace are ended
+// (shutdown.WithPendingGrace). Until the first request has ended or
+// hijacked its connection, it also follows w: if that request did not
+// reach the Shutdowner's middleware, the module warns.
 func (h *hooks) watchConns(srv *http.Server, w *serverWatch) {
-	if ownCtx := srv.ConnContext; ownCtx == nil {
-		srv.ConnContext = h.s.ConnContext
-	} else {
-		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-			return h.s.ConnContext(ownCtx(ctx, c), c)
-		}
-	}
-	own := srv.ConnState
+	h.s.ConfigureServer(srv)
+	hooked := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
-		h.s.ConnState(c, state)
+		hooked(c, state)
 		if !w.judged.Load() {
 			switch state {
 			case http.StateActive:
@@ -192,9 +186,6 @@ func (h *hooks) watchConns(srv *http.Server, w *serverWatch) {
 			case http.StateIdle, http.StateHijacked: // the handler has run, or returned
 				h.judge(srv, w)
 			}
-		}
-		if own != nil {
-			own(c, state)
 		}
 	}
 }

@@ -5,7 +5,8 @@ import (
 	"net/http"
 )
 
-// ConnState is a hook for [http.Server.ConnState]:
+// ConnState is a hook for [http.Server.ConnState], which
+// [Shutdowner.ConfigureServer] sets with ConnContext:
 //
 //	srv.ConnState = s.ConnState
 //

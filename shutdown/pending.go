@@ -44,7 +44,7 @@ func WithPendingGrace(d time.Duration) Option {
 }
 
 // ConnContext is a hook for [http.Server.ConnContext], to be set with
-// [Shutdowner.ConnState]:
+// [Shutdowner.ConnState], as [Shutdowner.ConfigureServer] does:
 //
 //	srv.ConnContext = s.ConnContext
 //	srv.ConnState = s.ConnState

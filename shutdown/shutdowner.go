@@ -68,8 +68,9 @@ type Shutdowner struct {
 	serverConns map[net.Conn]*serverConn
 	openConns   int
 	closeNew    bool
-	hooked      atomic.Bool // ConnState has been called
-	hijacked    []net.Conn  // seen hijacked, not yet forgotten (sweepHijacked)
+	hooked      atomic.Bool               // ConnState has been called
+	hijacked    []net.Conn                // seen hijacked, not yet forgotten (sweepHijacked)
+	configured  map[*http.Server]struct{} // by ConfigureServer
 
 	// The connections' contexts made by ConnContext (pending.go), until
 	// ConnState sees them closed or hijacked; guarded by serverMu.

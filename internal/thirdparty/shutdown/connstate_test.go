@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +120,65 @@ func TestSlowFirstRequestIsClosed(t *testing.T) {
 	if _, err := bufio.NewReader(conn).ReadByte(); err == nil || errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("reading the slow client's connection: %v, want it closed", err)
 	}
+}
+
+// ConfigureServer hooks a server in one call, after the hooks it has: its
+// own ConnContext's values and ConnState's states still reach it, a
+// connection that sent nothing is closed once the drain is over (the
+// Shutdowner's ConnState), and a request finds its drain signal through
+// its connection's context (ConnContext). A second call changes nothing,
+// and a nil server is refused at once.
+func TestConfigureServer(t *testing.T) {
+	var s shutdown.Shutdowner
+	type key struct{}
+	type seen struct {
+		own    any
+		signal bool
+	}
+	seenReq := make(chan seen, 1)
+	ts := httptest.NewUnstartedServer(s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenReq <- seen{own: r.Context().Value(key{}), signal: shutdown.Draining(r.Context()) != nil}
+		_, _ = io.WriteString(w, "ok")
+	})))
+	states := make(chan http.ConnState, 100)
+	ts.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return context.WithValue(ctx, key{}, "own") }
+	ts.Config.ConnState = func(_ net.Conn, state http.ConnState) { states <- state }
+	s.ConfigureServer(ts.Config)
+	hookedContext, hookedState := reflect.ValueOf(ts.Config.ConnContext).Pointer(), reflect.ValueOf(ts.Config.ConnState).Pointer()
+	s.ConfigureServer(ts.Config)
+	if reflect.ValueOf(ts.Config.ConnContext).Pointer() != hookedContext || reflect.ValueOf(ts.Config.ConnState).Pointer() != hookedState {
+		t.Fatal("a second ConfigureServer changed the server's hooks")
+	}
+	ts.Start()
+	defer ts.Close()
+
+	if code, body := get(t, ts.URL); code != http.StatusOK || body != "ok" {
+		t.Fatalf("got %d %q, want 200 ok", code, body)
+	}
+	if got := wstest.Receive(t, seenReq, 1)[0]; got != (seen{own: "own", signal: true}) {
+		t.Fatalf("the request's context: %+v; want the server's own value and a drain signal", got)
+	}
+	for _, want := range []http.ConnState{http.StateNew, http.StateActive, http.StateIdle} {
+		if got := wstest.Receive(t, states, 1)[0]; got != want {
+			t.Fatalf("the server's own ConnState saw %v, want %v", got, want)
+		}
+	}
+	ts.Client().CloseIdleConnections()
+	wstest.WaitUntil(t, func() bool { return s.Stats().Open == 0 })
+
+	// net/http would wait five seconds for it.
+	closed := dialIdle(t, &s, ts, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.ShutdownWithServer(ctx, ts.Config); err != nil {
+		t.Fatalf("ShutdownWithServer = %v, want nil", err)
+	}
+	wstest.Receive(t, closed, 1)
+
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "nil server") {
+			t.Fatalf("ConfigureServer(nil) panicked with %v, want a panic that names the nil server", r)
+		}
+	}()
+	s.ConfigureServer(nil)
 }

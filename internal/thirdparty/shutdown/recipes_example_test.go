@@ -29,10 +29,9 @@ func Example_netHTTP() {
 	srv := &http.Server{
 		Addr:              ":8080",
 		Handler:           s.Middleware(mux),
-		ConnState:         s.ConnState,      // closes connections with no request once drained
-		ConnContext:       s.ConnContext,    // ends long polls after the grace; plain requests allocate nothing
 		ReadHeaderTimeout: 10 * time.Second, // ends clients that send their headers slowly
 	}
+	s.ConfigureServer(srv) // its ConnState and ConnContext: see the README
 	go func() {
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			log.Fatal(err)
