@@ -42,7 +42,9 @@ func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 		s.hooked.Store(true)
 	}
 	s.serverMu.Lock()
-	s.sweepHijacked()
+	if len(s.hijacked) > 0 {
+		s.sweepHijacked()
+	}
 	switch state {
 	case http.StateNew:
 		if s.closeNew {
@@ -82,30 +84,22 @@ func (s *Shutdowner) forgetHijacked() {
 
 // forgetConn forgets c, hijacked or closed. s.serverMu must be held.
 func (s *Shutdowner) forgetConn(c net.Conn) {
-	if sc, ok := s.serverConns[c]; ok {
+	if sc := s.serverConns.get(c); sc != nil {
 		if sc.state != http.StateIdle {
 			s.openConns--
 		}
-		delete(s.serverConns, c)
+		s.serverConns.remove(c)
 	}
-	delete(s.slots, c)
 }
-
-// serverConn is a server connection's state, seen through ConnState.
-type serverConn struct{ state http.ConnState }
 
 // setConnState records c's state, and counts it in s.openConns unless it
 // is idle. A connection keeps its entry, idle or not, until it closes: a
 // request then changes the entry rather than adding and removing a key,
 // and looks it up once. s.serverMu must be held.
 func (s *Shutdowner) setConnState(c net.Conn, state http.ConnState) {
-	sc := s.serverConns[c]
+	sc := s.serverConns.get(c)
 	if sc == nil {
-		if s.serverConns == nil {
-			s.serverConns = make(map[net.Conn]*serverConn)
-		}
-		sc = &serverConn{state: http.StateIdle}
-		s.serverConns[c] = sc
+		sc = s.serverConns.add(c)
 	}
 	switch wasOpen, isOpen := sc.state != http.StateIdle, state != http.StateIdle; {
 	case isOpen && !wasOpen:
@@ -123,10 +117,10 @@ func (s *Shutdowner) closeUnstarted() {
 	s.sweepHijacked()
 	s.closeNew = true
 	var unstarted []net.Conn
-	for c, sc := range s.serverConns {
+	for sc := range s.serverConns.all() {
 		if sc.state == http.StateNew {
-			unstarted = append(unstarted, c)
-			delete(s.serverConns, c)
+			unstarted = append(unstarted, sc.c)
+			s.serverConns.remove(sc.c)
 			s.openConns--
 		}
 	}

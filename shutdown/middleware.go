@@ -41,7 +41,8 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 	}
 	s.init()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(requestContextKey{}).(*requestContext); ok && c.s == s && !c.returned() {
+		slot, nested := s.entry(r)
+		if nested {
 			next.ServeHTTP(w, r) // counted, or rejected, by the outer one
 			return
 		}
@@ -52,7 +53,6 @@ func (s *Shutdowner) Middleware(next http.Handler) http.Handler {
 			s.reject(w)
 			return
 		}
-		slot := s.slotOf(r)
 		protocol := protocolKind(r) != 0 // a gRPC or Connect call, which may stream
 		if slot != nil && r.ProtoMajor == 1 && !protocol {
 			s.serveOnSlot(slot, next, w, r)
@@ -237,10 +237,38 @@ func (c *requestContext) stopTimer() {
 
 type requestContextKey struct{}
 
+// entryKey finds, in one walk of a request's context, whichever comes
+// first of a requestContext (whose Value gives itself for it) and a
+// connection's slot (whose Value gives itself).
+type entryKey struct{}
+
+// entry returns the slot of r's connection if it is s's (a server with s's
+// ConnContext hook), and whether r is inside s's middleware already: its
+// context, or its connection's running request, is s's.
+func (s *Shutdowner) entry(r *http.Request) (slot *connSlot, nested bool) {
+	switch v := r.Context().Value(entryKey{}).(type) {
+	case *connSlot:
+		if c := v.req.Load(); c != nil && c.s == s && c.flags.Load()&(connCtxFlag|returnedFlag) == connCtxFlag {
+			return nil, true // served with the connection's context, running
+		}
+		if l := v.live.Load(); l != nil && l.s == s {
+			return v, false
+		}
+		return nil, false // another's, or hijacked
+	case *requestContext:
+		if v.s == s && !v.returned() {
+			return nil, true
+		}
+		return s.slotOf(r), false // inside another Shutdowner's
+	}
+	return nil, false
+}
+
 // Value returns c itself for requestContextKey and defers to the parent for
 // every other key.
 func (c *requestContext) Value(key any) any {
-	if _, ok := key.(requestContextKey); ok {
+	switch key.(type) {
+	case requestContextKey, entryKey:
 		return c
 	}
 	return c.Context.Value(key)

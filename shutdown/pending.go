@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"reflect"
 	"sync/atomic"
 	"time"
 )
@@ -83,10 +84,11 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 	l.Context, l.cancel = context.WithCancel(ctx)
 	sl.live.Store(l)
 	s.serverMu.Lock()
-	if s.slots == nil {
-		s.slots = make(map[net.Conn]*connSlot)
+	sc := s.serverConns.get(c)
+	if sc == nil {
+		sc = s.serverConns.add(c)
 	}
-	s.slots[c] = sl
+	sc.slot = sl
 	s.serverMu.Unlock()
 	s.slotted.Store(true)
 	return sl
@@ -122,11 +124,13 @@ type slotLive struct {
 	plain           atomic.Bool // a request has been served with the connection's context
 
 	// HTTP/1: the writer of the connection's last plain request, free
-	// for its next one, and the writer kind it was made for. Touched only
-	// by the goroutine that serves the connection's requests.
+	// for its next one, and the writer kind it was made for, that of
+	// writers of type kindOf unless that is nil. Touched only by the
+	// goroutine that serves the connection's requests.
 	spare     *base
 	spareRW   http.ResponseWriter
 	spareKind int
+	kindOf    reflect.Type
 
 	active, settled atomic.Int32 // HTTP/2
 	cancelled       atomic.Bool  // HTTP/2: cancelPending cancelled it
@@ -172,10 +176,20 @@ func (sl *connSlot) hijacked() {
 // plainWriter returns a writer for w, the connection's spare one if it is
 // of w's kind, and the base inside it, ready for a request.
 func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
-	k := writerKind(w)
 	l := sl.live.Load() // not nil: a hijacked connection serves no request
 	if !l.plain.Load() {
 		l.plain.Store(true)
+	}
+	// A connection's writers are of one type, almost always: the kind is
+	// looked up once (writerKind's type assertions cost more than the
+	// rest of the request's path), unless the type unwraps to another
+	// writer, whose interfaces its kind depends on too.
+	k := l.spareKind
+	if t := reflect.TypeOf(w); t != l.kindOf || t == nil {
+		k, l.kindOf = writerKind(w), t
+		if _, unwraps := w.(interface{ Unwrap() http.ResponseWriter }); unwraps {
+			l.kindOf = nil
+		}
 	}
 	rw, b := l.spareRW, l.spare
 	if b == nil || l.spareKind != k {
@@ -295,7 +309,7 @@ type connSlotKey struct{}
 // context derived from sl is cancelled with it without a goroutine.
 func (sl *connSlot) Value(key any) any {
 	switch key.(type) {
-	case connSlotKey:
+	case connSlotKey, entryKey:
 		return sl
 	case requestContextKey:
 		// The connection's request, while it runs or, once it has
@@ -338,9 +352,11 @@ func (s *Shutdowner) cancelPending() {
 	s.graceEnded.Store(true)
 	s.serverMu.Lock()
 	s.sweepHijacked()
-	slots := make([]*connSlot, 0, len(s.slots))
-	for _, sl := range s.slots {
-		slots = append(slots, sl)
+	slots := make([]*connSlot, 0, s.serverConns.len())
+	for sc := range s.serverConns.all() {
+		if sc.slot != nil {
+			slots = append(slots, sc.slot)
+		}
 	}
 	s.serverMu.Unlock()
 	for _, sl := range slots {

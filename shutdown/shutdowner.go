@@ -60,21 +60,19 @@ type Shutdowner struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
 
-	// Server connections seen through ConnState (connstate.go), guarded
-	// by serverMu: their states until they are hijacked or closed, how
-	// many of them are new or active, and, once a drain is over, that new
-	// ones are to be closed.
+	// Server connections seen through ConnState and ConnContext
+	// (connstate.go, pending.go), guarded by serverMu: their states and
+	// slots until they are hijacked or closed, how many of them are new
+	// or active, and, once a drain is over, that new ones are to be
+	// closed.
 	serverMu    sync.Mutex
-	serverConns map[net.Conn]*serverConn
+	serverConns serverConns
 	openConns   int
 	closeNew    bool
 	hooked      atomic.Bool               // ConnState has been called
 	hijacked    []net.Conn                // seen hijacked, not yet forgotten (sweepHijacked)
 	configured  map[*http.Server]struct{} // by ConfigureServer
 
-	// The connections' contexts made by ConnContext (pending.go), until
-	// ConnState sees them closed or hijacked; guarded by serverMu.
-	slots      map[net.Conn]*connSlot
 	slotted    atomic.Bool // ConnContext has been called
 	graceEnded atomic.Bool // the pending requests have been cancelled
 	// The cancellation of the pending requests, once the drain has

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +91,10 @@ func BenchmarkMiddleware(b *testing.B) {
 		{"httpsnoop", snoopMiddleware(&s, okHandler), nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			// On one thread, for callgrind, which counts each apart
+			// (README, "Performance").
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			w := &benchWriter{h: make(http.Header)}
 			r, serve := hookedRequest(b, bc.hook, bc.h)
 			b.ReportAllocs()
@@ -109,7 +114,7 @@ func hookedRequest(tb testing.TB, hook *shutdown.Shutdowner, h http.Handler) (*h
 	if hook == nil {
 		return r, h.ServeHTTP
 	}
-	conn, peer := net.Pipe()
+	conn, peer := tcpPair(tb) // what net/http's hooks are given: a *net.TCPConn
 	tb.Cleanup(func() { conn.Close(); peer.Close() })
 	hook.ConnState(conn, http.StateNew)
 	r = r.WithContext(hook.ConnContext(context.Background(), conn))
@@ -118,6 +123,27 @@ func hookedRequest(tb testing.TB, hook *shutdown.Shutdowner, h http.Handler) (*h
 		h.ServeHTTP(w, r)
 		hook.ConnState(conn, http.StateIdle)
 	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, the
+// accepted one first.
+func tcpPair(tb testing.TB) (accepted, dialed net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	dialed, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	accepted, err = ln.Accept()
+	if err != nil {
+		dialed.Close()
+		tb.Fatal(err)
+	}
+	return accepted, dialed
 }
 
 // BenchmarkServer serves the plain request from two real servers on

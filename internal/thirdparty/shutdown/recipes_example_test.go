@@ -31,7 +31,7 @@ func Example_netHTTP() {
 		Handler:           s.Middleware(mux),
 		ReadHeaderTimeout: 10 * time.Second, // ends clients that send their headers slowly
 	}
-	s.ConfigureServer(srv) // its ConnState and ConnContext: see the README
+	s.ConfigureServer(srv) // its ConnState and ConnContext hooks
 	go func() {
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			log.Fatal(err)

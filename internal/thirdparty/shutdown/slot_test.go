@@ -228,3 +228,50 @@ func TestHijackedContextOnHookedServer(t *testing.T) {
 		})
 	}
 }
+
+// noFlush hides every optional interface of the writer it holds, as a
+// middleware of an application's own may.
+type noFlush struct{ http.ResponseWriter }
+
+// unwrapping is noFlush with Unwrap, through which http.ResponseController
+// and the middleware look for Hijack.
+type unwrapping struct{ http.ResponseWriter }
+
+func (w unwrapping) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// On one keep-alive connection of a hooked server, a handler in front of
+// the middleware wraps some requests' writers and not others: each request
+// gets the optional interfaces of the writer it was given, though the
+// connection keeps one writer kind for its requests' writers.
+func TestWriterKindPerRequest(t *testing.T) {
+	var s shutdown.Shutdowner
+	inner := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, flushes := w.(http.Flusher)
+		_, hijacks := w.(http.Hijacker)
+		fmt.Fprintf(w, "%v %v", flushes, hijacks)
+	}))
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("w") {
+		case "hidden":
+			w = noFlush{w}
+		case "unwrapping":
+			w = unwrapping{w}
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	s.ConfigureServer(ts.Config)
+	ts.Start()
+	defer ts.Close()
+	want := map[string]string{"plain": "true true", "hidden": "false false", "unwrapping": "false true"}
+	for n, kind := range []string{"plain", "plain", "hidden", "plain", "unwrapping", "unwrapping", "hidden", "plain", "unwrapping", "plain"} {
+		resp, err := ts.Client().Get(ts.URL + "/?w=" + kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != want[kind] {
+			t.Fatalf("request %d with a %s writer: the handler's writer flushes, hijacks: %q, %v; want %q", n, kind, body, err, want[kind])
+		}
+	}
+}
