@@ -3,6 +3,7 @@ package shutdown
 import (
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -75,13 +76,10 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *
 	if req.sig() != nil {
 		tc.extra().req = req
 	}
-	if s.conns == nil {
-		s.conns = make(map[*conn]struct{})
-	}
-	s.conns[tc] = struct{}{}
+	s.addConn(tc)
 	// The hijacking handler is still counted, so this never moves the
 	// count away from zero during a drain.
-	s.state.Add(1)
+	s.state.Add(1 + hijackedOne)
 	if s.isDraining() && s.onBehalf(tc) {
 		s.lateGoodbye(tc)
 	}
@@ -89,26 +87,81 @@ func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *
 	return tc
 }
 
-// open reports whether c is still tracked. s.mu must be held.
+// connShards is how many shards the tracked connections are kept in.
+const connShards = 32
+
+// connShard is a shard of the tracked connections, on a cache line of
+// its own.
+type connShard struct {
+	mu sync.Mutex
+	m  map[*conn]struct{} // guarded by mu
+	_  [64 - 16]byte
+}
+
+// addConn tracks c, in the next shard in turn.
+func (s *Shutdowner) addConn(c *conn) {
+	c.ws.shard = uint8(s.nextShard.Add(1) % connShards)
+	sh := &s.conns[c.ws.shard]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[*conn]struct{})
+	}
+	sh.m[c] = struct{}{}
+	sh.mu.Unlock()
+}
+
+// dropConn stops tracking c, and reports whether it was tracked: of two
+// calls for c, one only reports true.
+func (s *Shutdowner) dropConn(c *conn) bool {
+	sh := &s.conns[c.ws.shard]
+	sh.mu.Lock()
+	_, ok := sh.m[c]
+	delete(sh.m, c)
+	sh.mu.Unlock()
+	return ok
+}
+
+// open reports whether c is still tracked.
 func (s *Shutdowner) open(c *conn) bool {
-	_, ok := s.conns[c]
+	sh := &s.conns[c.ws.shard]
+	sh.mu.Lock()
+	_, ok := sh.m[c]
+	sh.mu.Unlock()
 	return ok
 }
 
 // untrack stops counting c, and ends the request that hijacked it, unless
-// forceClose already has. It reports whether c was still tracked.
+// forceClose already has. It reports whether c was still tracked. Without
+// a stagger window, which alone gives a connection a signal or a timer to
+// forget (c.more), it takes no lock of the Shutdowner's.
 func (s *Shutdowner) untrack(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.open(c) {
+	if s.stagger > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	if !s.dropConn(c) {
 		return false
 	}
-	delete(s.conns, c)
 	c.forget()
-	if s.countOut(1) {
+	if s.countOutConns(1) {
 		s.closeIdle()
 	}
 	return true
+}
+
+// tracked returns the tracked connections. s.mu must be held, so that
+// none is tracked meanwhile; one may be untracked.
+func (s *Shutdowner) tracked() []*conn {
+	var cs []*conn
+	for i := range s.conns {
+		sh := &s.conns[i]
+		sh.mu.Lock()
+		for c := range sh.m {
+			cs = append(cs, c)
+		}
+		sh.mu.Unlock()
+	}
+	return cs
 }
 
 // forceClose closes the tracked connections, every one or, with all unset,
@@ -117,21 +170,24 @@ func (s *Shutdowner) untrack(c *conn) bool {
 // peers had not answered.
 func (s *Shutdowner) forceClose(all bool) {
 	s.mu.Lock()
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
+	var conns []net.Conn
+	for _, c := range s.tracked() {
 		st := c.ws.state.Load()
 		if !all && st&wsLinger == 0 {
+			continue
+		}
+		// Untracked here, so an owner's Close that runs now only
+		// closes; unless its own untrack came first.
+		if !s.dropConn(c) {
 			continue
 		}
 		if st&wsAwaiting != 0 {
 			s.unanswered.Add(1)
 		}
-		// Untracked here, so an owner's Close that runs now only closes.
 		conns = append(conns, c.Conn)
-		delete(s.conns, c)
 		c.forget()
 	}
-	if len(conns) > 0 && s.countOut(int64(len(conns))) {
+	if len(conns) > 0 && s.countOutConns(int64(len(conns))) {
 		s.closeIdle()
 	}
 	s.mu.Unlock()

@@ -95,6 +95,7 @@ type wsConn struct {
 
 	state atomic.Uint32 // wsPending and the rest
 	on    bool          // the connection is a websocket; set before it is shared
+	shard uint8         // the shard of the Shutdowner's conns it is in; set before it is shared
 }
 
 // The bits of wsConn.state. wsSent and wsClosed exclude each other: a
@@ -243,6 +244,9 @@ func (c *conn) sendGoodbye() {
 	default:
 		c.s.goodbyes.Add(1)
 		w.state.Or(wsAwaiting)
+		// What is unacknowledged is looked at now: a peer that reads
+		// slowly shows progress over the whole wait, which on loopback
+		// comes in window updates seconds apart.
 		sent, q := time.Now(), unsent(bottom(c.Conn))
 		time.AfterFunc(goodbyeTimeout, func() {
 			if c.lingers(false) { // not once the owner's Close has begun the linger
@@ -393,7 +397,7 @@ func (s *Shutdowner) deadlineGoodbyes(deadline time.Time) {
 	s.goodbyeCap.Store(deadline.UnixNano())
 	s.mu.Lock()
 	var ws []*conn
-	for c := range s.conns {
+	for _, c := range s.tracked() {
 		if c.ws.on && c.ws.state.Load()&(wsSent|wsClosed) == 0 {
 			ws = append(ws, c)
 		}
@@ -444,13 +448,38 @@ func (c *conn) lingers(spawn bool) bool {
 			return spawn
 		default:
 			if w.state.CompareAndSwap(st, st|wsLinger) {
-				if spawn {
+				if spawn && !c.closeAnswered() {
 					go c.linger(time.Now(), -1)
 				}
 				return true
 			}
 		}
 	}
+}
+
+// closeAnswered does at once what linger would, without its goroutine,
+// where the peer has answered already: it has closed its side, with
+// nothing left unread (the library underneath has read its close frame,
+// as gorilla's read loop has when it closes the connection). It reports
+// whether it did, or there was nothing to do: a goodbye that could not be
+// written closed the connection. A goodbye's write still in progress, or
+// a peer not yet done, is linger's.
+func (c *conn) closeAnswered() bool {
+	w := &c.ws
+	if !w.mu.TryLock() {
+		return false
+	}
+	abandoned := w.state.Load()&wsClosed != 0
+	w.mu.Unlock()
+	if abandoned {
+		return true
+	}
+	if !peerClosed(bottom(c.Conn)) {
+		return false
+	}
+	c.s.untrack(c)
+	_ = c.Conn.Close()
+	return true
 }
 
 // linger closes the connection after a goodbye: it half-closes it, so that

@@ -31,11 +31,13 @@ type Shutdowner struct {
 	goodbyeOff   bool          // WithGoodbye(0, ...)
 	pendingGrace time.Duration // WithPendingGrace; 0: DefaultPendingGrace, < 0: never
 
-	// state holds drainingBit and the number of running handlers plus
-	// tracked connections: one word, so that a request is either counted
-	// before the drain begins or sees the drain and backs out, and the
-	// count reaching zero during a drain is seen by exactly the atomic
-	// operation that made it so.
+	// state holds drainingBit, the number of running handlers plus
+	// tracked connections, and the number of tracked connections above
+	// it (hijackedOne): one word, so that a request is either counted
+	// before the drain begins or sees the drain and backs out, the count
+	// reaching zero during a drain is seen by exactly the atomic
+	// operation that made it so, and Stats reads both counts at one
+	// instant without a lock.
 	state atomic.Int64
 
 	rejected   atomic.Uint64
@@ -57,8 +59,14 @@ type Shutdowner struct {
 	draining chan struct{} // closed when the drain begins, after the drain delay
 	idle     chan struct{} // closed when, draining, state's count reaches zero
 
-	mu    sync.Mutex
-	conns map[*conn]struct{} // hijacked and not yet closed; guarded by mu
+	mu sync.Mutex
+	// The hijacked connections not yet closed, in shards, so that the
+	// thousands of connections a drain closes at once do not queue on
+	// one lock to be forgotten (untrack). Added under mu.
+	conns     [connShards]connShard
+	nextShard atomic.Uint32
+	// idleClosed is set once idle is closed.
+	idleClosed atomic.Bool
 
 	// Server connections seen through ConnState and ConnContext
 	// (connstate.go, pending.go), guarded by serverMu: their states and
@@ -102,8 +110,14 @@ type Shutdowner struct {
 }
 
 // drainingBit is set in Shutdowner.state once the drain has begun; the bits
-// below it count the running handlers and the tracked connections.
-const drainingBit = 1 << 62
+// below hijackedOne count the running handlers and the tracked
+// connections, and those from hijackedOne up to drainingBit the tracked
+// connections alone.
+const (
+	drainingBit = 1 << 62
+	hijackedOne = 1 << 31
+	countMask   = hijackedOne - 1
+)
 
 // New returns a Shutdowner configured by opts. Without options it is the same
 // as the zero value: force-close on, Retry-After of [DefaultRetryAfter].
@@ -181,12 +195,10 @@ type Stats struct {
 // one instant, and Open just after; Rejected, Forced, Goodbyes, Unwritten and
 // Unanswered are totals since the Shutdowner was made.
 func (s *Shutdowner) Stats() Stats {
-	s.mu.Lock()
 	state := s.state.Load()
-	hijacked := len(s.conns)
-	s.mu.Unlock()
+	hijacked := int(state>>31) & countMask
 	return Stats{
-		Active:   int(state&^drainingBit) - hijacked,
+		Active:   int(state&countMask) - hijacked,
 		Hijacked: hijacked,
 		Rejected: s.rejected.Load(),
 		Forced:   s.forced.Load(),
@@ -215,9 +227,7 @@ func (s *Shutdowner) enter() bool {
 // exit counts a handler out, and ends the drain when it was the last one.
 func (s *Shutdowner) exit() {
 	if s.countOut(1) {
-		s.mu.Lock()
 		s.closeIdle()
-		s.mu.Unlock()
 	}
 }
 
@@ -226,17 +236,20 @@ func (s *Shutdowner) isDraining() bool {
 	return s.state.Load()&drainingBit != 0
 }
 
-// countOut takes n handlers or tracked connections out of the count and
-// reports whether that ended a drain: the caller then closes s.idle.
+// countOut takes n handlers out of the count and reports whether that
+// ended a drain: the caller then closes s.idle.
 func (s *Shutdowner) countOut(n int64) bool {
 	return s.state.Add(-n) == drainingBit
 }
 
-// closeIdle closes s.idle once. s.mu must be held.
+// countOutConns is countOut for n tracked connections.
+func (s *Shutdowner) countOutConns(n int64) bool {
+	return s.state.Add(-n*(1+hijackedOne)) == drainingBit
+}
+
+// closeIdle closes s.idle once.
 func (s *Shutdowner) closeIdle() {
-	select {
-	case <-s.idle:
-	default:
+	if s.idleClosed.CompareAndSwap(false, true) {
 		close(s.idle)
 	}
 }

@@ -88,7 +88,7 @@ func (c *requestContext) ended() bool {
 // now. s.mu must be held.
 func (s *Shutdowner) staggerSignals(ctx context.Context) {
 	var behalf []goodbyer
-	for c := range s.conns {
+	for _, c := range s.tracked() {
 		if s.onBehalf(c) {
 			behalf = append(behalf, c)
 		}
@@ -162,7 +162,7 @@ func (s *Shutdowner) fireAll() {
 	for c := range s.signals {
 		s.fire(c)
 	}
-	for c := range s.conns {
+	for _, c := range s.tracked() {
 		if m := c.more; m != nil && m.timer != nil {
 			m.timer.Stop()
 			m.timer = nil

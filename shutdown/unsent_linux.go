@@ -6,6 +6,28 @@ import (
 	"unsafe"
 )
 
+// peerClosed reports whether c's peer has closed its side of the
+// connection and nothing it sent is left unread: a peek at the socket,
+// which neither waits nor consumes, nor takes the connection's read lock,
+// which a reader blocked in Read holds.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	_ = rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		closed = errno == 0 && n == 0
+	})
+	return closed
+}
+
 // unsent returns how many bytes written to c its peer has not acknowledged
 // yet (TIOCOUTQ, as ss reports Send-Q), or -1 where it cannot tell.
 func unsent(c net.Conn) int {

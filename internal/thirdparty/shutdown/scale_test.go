@@ -219,13 +219,30 @@ func drainFloor(b *testing.B, n int) drainCost {
 	return cost
 }
 
-// drainUnaware serves n clients in another process from gorilla's chat
-// example, which knows nothing of the drain, through the Shutdowner on a
-// server wired as the README wires one, and measures ShutdownWithServer.
-func drainUnaware(b *testing.B, n int) drainCost {
+// unawareReader is floorServer's shape without its stop: a handler that
+// reads until its connection ends, and knows nothing of the drain.
+func unawareReader() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// drainUnaware serves n clients in another process from h, which knows
+// nothing of the drain, through the Shutdowner on a server wired as the
+// README wires one, and measures ShutdownWithServer.
+func drainUnaware(b *testing.B, n int, h http.Handler) drainCost {
 	var s shutdown.Shutdowner
-	ts := httptest.NewUnstartedServer(s.Middleware(gorillaChat().handler))
-	ts.Config.ConnContext, ts.Config.ConnState = s.ConnContext, s.ConnState
+	ts := httptest.NewUnstartedServer(s.Middleware(h))
+	s.ConfigureServer(ts.Config)
 	ts.Start()
 	defer ts.Close()
 	clients := startClients(b, wsURL(ts), n)
@@ -245,32 +262,46 @@ func drainUnaware(b *testing.B, n int) drainCost {
 // process: handlers that know nothing of the drain, to which the
 // Shutdowner says goodbye, against the floor, handlers that say their own
 // 1001 when a channel closes with no library at all, alternated within
-// each iteration. It reports both drains' wall time, the time until the
-// last client read its close, the server's CPU time, and the ratios; every
-// client must read 1001. Run it with -benchtime 2x or more; 15,000
-// connections take 15,000 descriptors in each process.
+// each iteration. The unaware handlers are the floor's shape without its
+// stop ("reader"), or gorilla's chat example ("chat"), whose hub and
+// pumps cost more than the floor's shape with or without the library. It
+// reports both drains' wall time, the time until the last client read its
+// close, the server's CPU time, and the ratios; every client must read
+// 1001. Run it with -benchtime 2x or more; 15,000 connections take 15,000
+// descriptors in each process.
 func BenchmarkDrainAtScale(b *testing.B) {
-	for _, n := range []int{1000, 5000, 15000} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			var floor, unaware drainCost
-			for i := range b.N {
-				if i%2 == 0 {
-					floor.add(drainFloor(b, n))
-					unaware.add(drainUnaware(b, n))
-				} else {
-					unaware.add(drainUnaware(b, n))
-					floor.add(drainFloor(b, n))
-				}
-			}
-			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
-			b.ReportMetric(per(floor.wall), "floor-ms")
-			b.ReportMetric(per(unaware.wall), "unaware-ms")
-			b.ReportMetric(float64(unaware.wall)/float64(floor.wall), "wall-ratio")
-			b.ReportMetric(per(floor.lastClose), "floor-last-close-ms")
-			b.ReportMetric(per(unaware.lastClose), "unaware-last-close-ms")
-			b.ReportMetric(per(floor.cpu), "floor-cpu-ms")
-			b.ReportMetric(per(unaware.cpu), "unaware-cpu-ms")
-			b.ReportMetric(float64(unaware.cpu)/float64(floor.cpu), "cpu-ratio")
-		})
+	shapes := []struct {
+		name string
+		h    func() http.Handler
+	}{
+		{"reader", unawareReader},
+		{"chat", func() http.Handler { return gorillaChat().handler }},
 	}
+	for _, n := range []int{1000, 5000, 15000} {
+		for _, shape := range shapes {
+			b.Run(fmt.Sprintf("%d/%s", n, shape.name), func(b *testing.B) { benchmarkDrainAtScale(b, n, shape.h) })
+		}
+	}
+}
+
+func benchmarkDrainAtScale(b *testing.B, n int, h func() http.Handler) {
+	var floor, unaware drainCost
+	for i := range b.N {
+		if i%2 == 0 {
+			floor.add(drainFloor(b, n))
+			unaware.add(drainUnaware(b, n, h()))
+		} else {
+			unaware.add(drainUnaware(b, n, h()))
+			floor.add(drainFloor(b, n))
+		}
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	b.ReportMetric(per(floor.wall), "floor-ms")
+	b.ReportMetric(per(unaware.wall), "unaware-ms")
+	b.ReportMetric(float64(unaware.wall)/float64(floor.wall), "wall-ratio")
+	b.ReportMetric(per(floor.lastClose), "floor-last-close-ms")
+	b.ReportMetric(per(unaware.lastClose), "unaware-last-close-ms")
+	b.ReportMetric(per(floor.cpu), "floor-cpu-ms")
+	b.ReportMetric(per(unaware.cpu), "unaware-cpu-ms")
+	b.ReportMetric(float64(unaware.cpu)/float64(floor.cpu), "cpu-ratio")
 }
