@@ -352,20 +352,17 @@ func goodbyeAll(gs []goodbyer) {
 	if len(gs) == 0 {
 		return
 	}
-	next := make(chan goodbyer)
+	// Each worker takes the next goodbye by an index, not from a
+	// channel: a handoff would send it to the back of the run queue,
+	// behind the thousands of handlers the goodbyes wake, at every one.
+	var next atomic.Int64
 	for range min(len(gs), goodbyeWorkers) {
 		go func() {
-			for g := range next {
-				g.goodbye()
+			for i := next.Add(1) - 1; i < int64(len(gs)); i = next.Add(1) - 1 {
+				gs[i].goodbye()
 			}
 		}()
 	}
-	go func() {
-		for _, g := range gs {
-			next <- g
-		}
-		close(next)
-	}()
 }
 
 // goodbyeWorkers is how many goodbyes goodbyeAll says at once.

@@ -65,8 +65,9 @@ type Shutdowner struct {
 	// one lock to be forgotten (untrack). Added under mu.
 	conns     [connShards]connShard
 	nextShard atomic.Uint32
-	// idleClosed is set once idle is closed.
-	idleClosed atomic.Bool
+	// idleClosed is set once idle is closed, drainBegun once the drain
+	// has begun.
+	idleClosed, drainBegun atomic.Bool
 
 	// Server connections seen through ConnState and ConnContext
 	// (connstate.go, pending.go), guarded by serverMu: their states and
@@ -256,15 +257,16 @@ func (s *Shutdowner) closeIdle() {
 
 // beginDrain closes s.draining, sets drainingBit and schedules the requests'
 // drain signals, once. ctx is that of the Shutdown call that begins it.
+// s.draining is closed before s.mu is taken, so that the handlers it wakes
+// to say their goodbyes, thousands at once, do not wake into a held lock;
+// the signals of a stagger window fire only once they are scheduled, after.
 func (s *Shutdowner) beginDrain(ctx context.Context) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case <-s.draining:
+	if !s.drainBegun.CompareAndSwap(false, true) {
 		return
-	default:
 	}
 	close(s.draining)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.state.Or(drainingBit) == 0 {
 		s.closeIdle()
 	}

@@ -48,8 +48,9 @@ func (c *requestContext) signal() <-chan struct{} {
 	if c.conn != nil {
 		c.conn.extra().req = c // for Close to forget
 	}
-	select {
-	case <-s.draining:
+	// drainingBit, set with s.mu held as the signals are scheduled, not
+	// s.draining, which is closed before.
+	if s.isDraining() {
 		// A late asker gets a random moment in what is left of the
 		// window, or none.
 		left := time.Until(s.staggerEnd)
@@ -57,7 +58,6 @@ func (c *requestContext) signal() <-chan struct{} {
 			left = rand.N(left)
 		}
 		s.fireAfter(c, left)
-	default:
 	}
 	return c.more.sig
 }
