@@ -56,6 +56,12 @@ func newWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	return rw, b
 }
 
+// withRequest is a writer and a copy of its request, made together.
+type withRequest[W any] struct {
+	w W
+	r http.Request
+}
+
 // writerKind returns the set of w's optional interfaces, which picks the
 // writer type for it.
 func writerKind(w http.ResponseWriter) int {

@@ -687,3 +687,202 @@ func newWriterOf(m int) (http.ResponseWriter, *base) {
 	}
 	panic("shutdown: no writer type for optional interfaces " + strconv.Itoa(m))
 }
+
+// newWriterWithRequestOf is newWriterOf with room for a copy of the request, in the same allocation.
+func newWriterWithRequestOf(m int) (http.ResponseWriter, *base, *http.Request) {
+	switch m {
+	case 0:
+		p := new(withRequest[writer])
+		return &p.w, &p.w.base, &p.r
+	case 1:
+		p := new(withRequest[writerF])
+		return &p.w, &p.w.base, &p.r
+	case 2:
+		p := new(withRequest[writerH])
+		return &p.w, &p.w.base, &p.r
+	case 3:
+		p := new(withRequest[writerFH])
+		return &p.w, &p.w.base, &p.r
+	case 4:
+		p := new(withRequest[writerR])
+		return &p.w, &p.w.base, &p.r
+	case 5:
+		p := new(withRequest[writerFR])
+		return &p.w, &p.w.base, &p.r
+	case 6:
+		p := new(withRequest[writerHR])
+		return &p.w, &p.w.base, &p.r
+	case 7:
+		p := new(withRequest[writerFHR])
+		return &p.w, &p.w.base, &p.r
+	case 8:
+		p := new(withRequest[writerS])
+		return &p.w, &p.w.base, &p.r
+	case 9:
+		p := new(withRequest[writerFS])
+		return &p.w, &p.w.base, &p.r
+	case 10:
+		p := new(withRequest[writerHS])
+		return &p.w, &p.w.base, &p.r
+	case 11:
+		p := new(withRequest[writerFHS])
+		return &p.w, &p.w.base, &p.r
+	case 12:
+		p := new(withRequest[writerRS])
+		return &p.w, &p.w.base, &p.r
+	case 13:
+		p := new(withRequest[writerFRS])
+		return &p.w, &p.w.base, &p.r
+	case 14:
+		p := new(withRequest[writerHRS])
+		return &p.w, &p.w.base, &p.r
+	case 15:
+		p := new(withRequest[writerFHRS])
+		return &p.w, &p.w.base, &p.r
+	case 16:
+		p := new(withRequest[writerP])
+		return &p.w, &p.w.base, &p.r
+	case 17:
+		p := new(withRequest[writerFP])
+		return &p.w, &p.w.base, &p.r
+	case 18:
+		p := new(withRequest[writerHP])
+		return &p.w, &p.w.base, &p.r
+	case 19:
+		p := new(withRequest[writerFHP])
+		return &p.w, &p.w.base, &p.r
+	case 20:
+		p := new(withRequest[writerRP])
+		return &p.w, &p.w.base, &p.r
+	case 21:
+		p := new(withRequest[writerFRP])
+		return &p.w, &p.w.base, &p.r
+	case 22:
+		p := new(withRequest[writerHRP])
+		return &p.w, &p.w.base, &p.r
+	case 23:
+		p := new(withRequest[writerFHRP])
+		return &p.w, &p.w.base, &p.r
+	case 24:
+		p := new(withRequest[writerSP])
+		return &p.w, &p.w.base, &p.r
+	case 25:
+		p := new(withRequest[writerFSP])
+		return &p.w, &p.w.base, &p.r
+	case 26:
+		p := new(withRequest[writerHSP])
+		return &p.w, &p.w.base, &p.r
+	case 27:
+		p := new(withRequest[writerFHSP])
+		return &p.w, &p.w.base, &p.r
+	case 28:
+		p := new(withRequest[writerRSP])
+		return &p.w, &p.w.base, &p.r
+	case 29:
+		p := new(withRequest[writerFRSP])
+		return &p.w, &p.w.base, &p.r
+	case 30:
+		p := new(withRequest[writerHRSP])
+		return &p.w, &p.w.base, &p.r
+	case 31:
+		p := new(withRequest[writerFHRSP])
+		return &p.w, &p.w.base, &p.r
+	case 32:
+		p := new(withRequest[writerC])
+		return &p.w, &p.w.base, &p.r
+	case 33:
+		p := new(withRequest[writerFC])
+		return &p.w, &p.w.base, &p.r
+	case 34:
+		p := new(withRequest[writerHC])
+		return &p.w, &p.w.base, &p.r
+	case 35:
+		p := new(withRequest[writerFHC])
+		return &p.w, &p.w.base, &p.r
+	case 36:
+		p := new(withRequest[writerRC])
+		return &p.w, &p.w.base, &p.r
+	case 37:
+		p := new(withRequest[writerFRC])
+		return &p.w, &p.w.base, &p.r
+	case 38:
+		p := new(withRequest[writerHRC])
+		return &p.w, &p.w.base, &p.r
+	case 39:
+		p := new(withRequest[writerFHRC])
+		return &p.w, &p.w.base, &p.r
+	case 40:
+		p := new(withRequest[writerSC])
+		return &p.w, &p.w.base, &p.r
+	case 41:
+		p := new(withRequest[writerFSC])
+		return &p.w, &p.w.base, &p.r
+	case 42:
+		p := new(withRequest[writerHSC])
+		return &p.w, &p.w.base, &p.r
+	case 43:
+		p := new(withRequest[writerFHSC])
+		return &p.w, &p.w.base, &p.r
+	case 44:
+		p := new(withRequest[writerRSC])
+		return &p.w, &p.w.base, &p.r
+	case 45:
+		p := new(withRequest[writerFRSC])
+		return &p.w, &p.w.base, &p.r
+	case 46:
+		p := new(withRequest[writerHRSC])
+		return &p.w, &p.w.base, &p.r
+	case 47:
+		p := new(withRequest[writerFHRSC])
+		return &p.w, &p.w.base, &p.r
+	case 48:
+		p := new(withRequest[writerPC])
+		return &p.w, &p.w.base, &p.r
+	case 49:
+		p := new(withRequest[writerFPC])
+		return &p.w, &p.w.base, &p.r
+	case 50:
+		p := new(withRequest[writerHPC])
+		return &p.w, &p.w.base, &p.r
+	case 51:
+		p := new(withRequest[writerFHPC])
+		return &p.w, &p.w.base, &p.r
+	case 52:
+		p := new(withRequest[writerRPC])
+		return &p.w, &p.w.base, &p.r
+	case 53:
+		p := new(withRequest[writerFRPC])
+		return &p.w, &p.w.base, &p.r
+	case 54:
+		p := new(withRequest[writerHRPC])
+		return &p.w, &p.w.base, &p.r
+	case 55:
+		p := new(withRequest[writerFHRPC])
+		return &p.w, &p.w.base, &p.r
+	case 56:
+		p := new(withRequest[writerSPC])
+		return &p.w, &p.w.base, &p.r
+	case 57:
+		p := new(withRequest[writerFSPC])
+		return &p.w, &p.w.base, &p.r
+	case 58:
+		p := new(withRequest[writerHSPC])
+		return &p.w, &p.w.base, &p.r
+	case 59:
+		p := new(withRequest[writerFHSPC])
+		return &p.w, &p.w.base, &p.r
+	case 60:
+		p := new(withRequest[writerRSPC])
+		return &p.w, &p.w.base, &p.r
+	case 61:
+		p := new(withRequest[writerFRSPC])
+		return &p.w, &p.w.base, &p.r
+	case 62:
+		p := new(withRequest[writerHRSPC])
+		return &p.w, &p.w.base, &p.r
+	case 63:
+		p := new(withRequest[writerFHRSPC])
+		return &p.w, &p.w.base, &p.r
+	}
+	panic("shutdown: no writer type for optional interfaces " + strconv.Itoa(m))
+}

@@ -93,6 +93,12 @@ func writerSource(t *testing.T) []byte {
 	for m := range combinations {
 		fmt.Fprintf(&b, "case %d:\nw := new(%s)\nreturn w, &w.base\n", m, writerName(m))
 	}
+	b.WriteString("}\npanic(\"shutdown: no writer type for optional interfaces \" + strconv.Itoa(m))\n}\n\n")
+	b.WriteString("// newWriterWithRequestOf is newWriterOf with room for a copy of the request, in the same allocation.\n")
+	b.WriteString("func newWriterWithRequestOf(m int) (http.ResponseWriter, *base, *http.Request) {\nswitch m {\n")
+	for m := range combinations {
+		fmt.Fprintf(&b, "case %d:\np := new(withRequest[%s])\nreturn &p.w, &p.w.base, &p.r\n", m, writerName(m))
+	}
 	b.WriteString("}\npanic(\"shutdown: no writer type for optional interfaces \" + strconv.Itoa(m))\n}\n")
 	src, err := format.Source(b.Bytes())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,10 +254,11 @@ func BenchmarkDrain(b *testing.B) {
 }
 
 // The middleware's allocation budget, as BenchmarkMiddleware measures it:
-// two per request (the request copy and the writer with its context), with
-// or without a stagger window, and none on a connection with the
+// one per plain request (the writer, its context and the request's copy),
+// with or without a stagger window, and none on a connection with the
 // ConnContext and ConnState hooks, so that a change that adds one fails
-// here.
+// here. A request with a body, or one that asks to upgrade, has its copy
+// apart: two.
 func TestMiddlewareAllocations(t *testing.T) {
 	if wstest.Race {
 		t.Skip("the race detector changes what allocates")
@@ -267,8 +269,8 @@ func TestMiddlewareAllocations(t *testing.T) {
 		hooked bool
 		want   float64
 	}{
-		{"default", new(shutdown.Shutdowner), false, 2},
-		{"with stagger", shutdown.New(shutdown.WithStagger(time.Second)), false, 2},
+		{"default", new(shutdown.Shutdowner), false, 1},
+		{"with stagger", shutdown.New(shutdown.WithStagger(time.Second)), false, 1},
 		{"hooked", new(shutdown.Shutdowner), true, 0},
 		{"hooked with stagger", shutdown.New(shutdown.WithStagger(time.Second)), true, 0},
 	} {
@@ -365,6 +367,67 @@ func BenchmarkForceClose(b *testing.B) {
 					b.StartTimer()
 				}
 			})
+		}
+	}
+}
+
+// Without the hooks, a request whose context a goroutine may keep for a
+// connection's life (one that asks to upgrade), or whose copy would keep
+// net/http's connection through its body, has its copy apart from its
+// writer: the copy is not kept with the context. The handler sees the
+// same request either way: its method, header, body and context.
+func TestRequestCopies(t *testing.T) {
+	var s shutdown.Shutdowner
+	type seen struct {
+		method, upgrade, body string
+		signal                bool
+	}
+	seenReq := make(chan seen, 1)
+	ts, _ := serveUnhooked(t, &s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seenReq <- seen{r.Method, r.Header.Get("Upgrade"), string(body), shutdown.Draining(r.Context()) != nil}
+	}))
+	for _, tc := range []struct {
+		method, upgrade, body string
+		allocs                float64
+	}{
+		{http.MethodGet, "", "", 1},
+		{http.MethodPost, "", "a body", 2},
+		{http.MethodGet, "websocket", "", 2},
+	} {
+		req, err := http.NewRequest(tc.method, ts.URL, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.body == "" {
+			req.Body = http.NoBody
+		}
+		if tc.upgrade != "" {
+			req.Header.Set("Upgrade", tc.upgrade)
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got, want := wstest.Receive(t, seenReq, 1)[0], (seen{tc.method, tc.upgrade, tc.body, true}); got != want {
+			t.Errorf("the handler saw %+v, want %+v", got, want)
+		}
+		if wstest.Race {
+			continue // the race detector changes what allocates
+		}
+		// The middleware alone, on such a request.
+		r := httptest.NewRequest(tc.method, "/", strings.NewReader(tc.body))
+		if tc.body == "" {
+			r.Body = http.NoBody
+		}
+		if tc.upgrade != "" {
+			r.Header.Set("Upgrade", tc.upgrade)
+		}
+		h := s.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		w := &benchWriter{h: make(http.Header)}
+		if got := testing.AllocsPerRun(100, func() { h.ServeHTTP(w, r) }); got != tc.allocs {
+			t.Errorf("%s with upgrade %q and body %q: %v allocations, want %v", tc.method, tc.upgrade, tc.body, got, tc.allocs)
 		}
 	}
 }
