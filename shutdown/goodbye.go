@@ -18,8 +18,10 @@ import (
 // no application code has asked for a drain signal, neither the request's
 // nor the Shutdowner's, the Shutdowner writes the close frame of WithGoodbye
 // at the next frame boundary, then waits for the library underneath to close
-// the connection (it does once the peer answers), or closes it itself, with
-// a lingering close so that the frame is not lost to a reset. No goodbye
+// the connection (it does once the peer answers), or closes it itself. The
+// close is at once where the peer has closed its side with nothing left
+// unread, and otherwise a lingering close, so that the frame is not lost to
+// a reset. No goodbye
 // and no Close waits for a handler's write, which a peer that stopped
 // reading may block for good: a goodbye that finds a write in progress is
 // left for that write to say, and Close closes the connection under it. A

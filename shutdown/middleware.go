@@ -112,7 +112,7 @@ func (s *Shutdowner) serveWrapped(slot *connSlot, protocol bool, next http.Handl
 		s.exit()
 	}()
 	if paired {
-		copyWithContext(req, r, &b.ctx)
+		copyWithContext(&b.ctx, req, r)
 	} else {
 		req = r.WithContext(&b.ctx)
 	}
@@ -150,7 +150,7 @@ func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.Respo
 // (TestConnMemory).
 //
 //go:noinline
-func copyWithContext(dst, r *http.Request, ctx context.Context) {
+func copyWithContext(ctx context.Context, dst, r *http.Request) {
 	*dst = *r.WithContext(ctx)
 }
 

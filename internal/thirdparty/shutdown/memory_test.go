@@ -151,17 +151,9 @@ func heapPerConn(tb testing.TB, n int, wrapped, hooked bool, shape connShape) (h
 	return heap, stack
 }
 
-// connMemory returns heapPerConn bare and wrapped, after a run of
-// each that warms up what is allocated once (pools, caches), which would
-// otherwise count against whichever runs first.
-func connMemory(tb testing.TB, n int, hooked bool, shape connShape) (bare, wrapped float64) {
-	bare, wrapped, _, _ = connMemoryStacks(tb, n, hooked, shape)
-	return bare, wrapped
-}
-
-// connMemoryStacks is connMemory with the goroutine stacks' bytes per
-// connection, which vary too much in one process, with both ends in it,
-// for a test's bound: BenchmarkConnMemory reports them.
+// connMemoryStacks returns heapPerConn bare and wrapped, heap and stacks,
+// after a run of each that warms up what is allocated once (pools,
+// caches), which would otherwise count against whichever runs first.
 func connMemoryStacks(tb testing.TB, n int, hooked bool, shape connShape) (bare, wrapped, bareStack, wrappedStack float64) {
 	tb.Helper()
 	heapPerConn(tb, n, false, false, shape)
