@@ -37,6 +37,7 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 	s.connState(c, state)
 }
 
+// connState is ConnState for every state but StateHijacked.
 func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 	if !s.hooked.Load() {
 		s.hooked.Store(true)

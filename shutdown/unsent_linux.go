@@ -22,8 +22,8 @@ func peerClosed(c net.Conn) bool {
 	closed := false
 	_ = rc.Control(func(fd uintptr) {
 		var b [1]byte
-		n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		closed = errno == 0 && n == 0
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = err == nil && n == 0
 	})
 	return closed
 }
