@@ -46,7 +46,8 @@ func (c *conn) extra() *connMore {
 }
 
 // forget stops c's goodbye timer and forgets its request's own signal,
-// if it has them: c is no longer tracked. s.mu must be held.
+// if it has them: c is no longer tracked. s.mu must be held where c.more
+// may be set, with a stagger window; without one it is always nil.
 func (c *conn) forget() {
 	if m := c.more; m != nil {
 		if m.timer != nil {

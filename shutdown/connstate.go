@@ -98,7 +98,7 @@ func (s *Shutdowner) forgetConn(c net.Conn) {
 // request then changes the entry rather than adding and removing a key,
 // and looks it up once. s.serverMu must be held.
 func (s *Shutdowner) setConnState(c net.Conn, state http.ConnState) {
-	sc := s.serverConns.get(c)
+	sc := s.serverConns.get(c) // not of: a call less on every request
 	if sc == nil {
 		sc = s.serverConns.add(c)
 	}

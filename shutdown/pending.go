@@ -84,11 +84,7 @@ func (s *Shutdowner) ConnContext(ctx context.Context, c net.Conn) context.Contex
 	l.Context, l.cancel = context.WithCancel(ctx)
 	sl.live.Store(l)
 	s.serverMu.Lock()
-	sc := s.serverConns.get(c)
-	if sc == nil {
-		sc = s.serverConns.add(c)
-	}
-	sc.slot = sl
+	s.serverConns.of(c).slot = sl
 	s.serverMu.Unlock()
 	s.slotted.Store(true)
 	return sl

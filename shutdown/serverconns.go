@@ -38,6 +38,14 @@ func (m *serverConns) get(c net.Conn) *serverConn {
 	return m.other[c]
 }
 
+// of returns c's entry, made if need be.
+func (m *serverConns) of(c net.Conn) *serverConn {
+	if sc := m.get(c); sc != nil {
+		return sc
+	}
+	return m.add(c)
+}
+
 // add makes c's entry, which it has not, and returns it.
 func (m *serverConns) add(c net.Conn) *serverConn {
 	sc := &serverConn{c: c, state: http.StateIdle}

@@ -35,8 +35,8 @@ func TestServerConns(t *testing.T) {
 		if m.get(c) != nil {
 			t.Fatalf("%T found before it was added", c)
 		}
-		sc := m.add(c)
-		if m.get(c) != sc || sc.c != c {
+		sc := m.of(c)
+		if m.get(c) != sc || sc.c != c || m.of(c) != sc {
 			t.Fatalf("%T: get gave %p, want %p, for the connection", c, m.get(c), sc)
 		}
 	}
