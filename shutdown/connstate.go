@@ -24,9 +24,18 @@ import (
 //
 // ConnState is safe for concurrent use, and may serve several servers.
 func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
-	if state == http.StateHijacked {
+	switch state {
+	case http.StateActive, http.StateIdle:
+		// Every request's two calls: no lock, and no count kept, where
+		// the connection has its entry, as it has from StateNew on.
+		// Counting takes a look at every entry (openServerConns).
+		if sc := s.serverConns.get(c); sc != nil {
+			sc.state.Store(int32(state))
+			return
+		}
+	case http.StateHijacked:
 		// Called inside the handler's Hijack, about the deepest its
-		// goroutine goes: the map work there would double a
+		// goroutine goes: the table's work there would double a
 		// websocket's 4 KB stack for the connection's life. It waits
 		// for the next look at the connections (sweepHijacked).
 		s.serverMu.Lock()
@@ -37,7 +46,8 @@ func (s *Shutdowner) ConnState(c net.Conn, state http.ConnState) {
 	s.connState(c, state)
 }
 
-// connState is ConnState for every state but StateHijacked.
+// connState is ConnState for the states that change the table: new,
+// closed, and active or idle for a connection it has not seen.
 func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 	if !s.hooked.Load() {
 		s.hooked.Store(true)
@@ -53,11 +63,11 @@ func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 			_ = c.Close() // the drain is over; the error tells nothing
 			return
 		}
-		s.setConnState(c, state)
+		fallthrough
 	case http.StateActive, http.StateIdle:
-		s.setConnState(c, state)
+		s.serverConns.of(c).state.Store(int32(state))
 	default: // closed
-		s.forgetConn(c)
+		s.serverConns.remove(c)
 	}
 	s.serverMu.Unlock()
 }
@@ -69,7 +79,7 @@ func (s *Shutdowner) sweepHijacked() {
 		return
 	}
 	for _, c := range s.hijacked {
-		s.forgetConn(c)
+		s.serverConns.remove(c)
 	}
 	clear(s.hijacked) // nothing kept for the garbage collector to miss
 	s.hijacked = s.hijacked[:0]
@@ -83,34 +93,6 @@ func (s *Shutdowner) forgetHijacked() {
 	s.serverMu.Unlock()
 }
 
-// forgetConn forgets c, hijacked or closed. s.serverMu must be held.
-func (s *Shutdowner) forgetConn(c net.Conn) {
-	if sc := s.serverConns.get(c); sc != nil {
-		if sc.state != http.StateIdle {
-			s.openConns--
-		}
-		s.serverConns.remove(c)
-	}
-}
-
-// setConnState records c's state, and counts it in s.openConns unless it
-// is idle. A connection keeps its entry, idle or not, until it closes: a
-// request then changes the entry rather than adding and removing a key,
-// and looks it up once. s.serverMu must be held.
-func (s *Shutdowner) setConnState(c net.Conn, state http.ConnState) {
-	sc := s.serverConns.get(c) // not of: a call less on every request
-	if sc == nil {
-		sc = s.serverConns.add(c)
-	}
-	switch wasOpen, isOpen := sc.state != http.StateIdle, state != http.StateIdle; {
-	case isOpen && !wasOpen:
-		s.openConns++
-	case wasOpen && !isOpen:
-		s.openConns--
-	}
-	sc.state = state
-}
-
 // closeUnstarted closes the server connections, seen through ConnState, on
 // which no request has begun, now and as they arrive: the end of a drain.
 func (s *Shutdowner) closeUnstarted() {
@@ -119,10 +101,11 @@ func (s *Shutdowner) closeUnstarted() {
 	s.closeNew = true
 	var unstarted []net.Conn
 	for sc := range s.serverConns.all() {
-		if sc.state == http.StateNew {
+		// A request may begin as this looks, without the lock: then
+		// the connection stays.
+		if sc.state.CompareAndSwap(int32(http.StateNew), int32(http.StateClosed)) {
 			unstarted = append(unstarted, sc.c)
 			s.serverConns.remove(sc.c)
-			s.openConns--
 		}
 	}
 	s.serverMu.Unlock()
@@ -130,10 +113,20 @@ func (s *Shutdowner) closeUnstarted() {
 }
 
 // openServerConns returns how many server connections, seen through
-// ConnState, are neither idle nor hijacked nor closed.
-func (s *Shutdowner) openServerConns() int {
+// ConnState, are neither idle nor hijacked nor closed, counting no further
+// than limit. It looks at each, as ConnState keeps no count: a request
+// would pay for it twice.
+func (s *Shutdowner) openServerConns(limit int) int {
 	s.serverMu.Lock()
 	defer s.serverMu.Unlock()
 	s.sweepHijacked()
-	return s.openConns
+	n := 0
+	for sc := range s.serverConns.all() {
+		if http.ConnState(sc.state.Load()) != http.StateIdle {
+			if n++; n == limit {
+				break
+			}
+		}
+	}
+	return n
 }

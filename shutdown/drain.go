@@ -265,7 +265,7 @@ func (d *serversDown) busy() int {
 // error is about listeners that Shutdown has closed already). Without the
 // hook nothing is known, and only Shutdown tells.
 func (d *serversDown) poll(s *Shutdowner) {
-	if !s.hooked.Load() || s.openServerConns() > 0 {
+	if !s.hooked.Load() || s.openServerConns(1) > 0 {
 		return
 	}
 	for i, srv := range d.servers {

@@ -132,15 +132,20 @@ func (s *Shutdowner) serveOnSlot(slot *connSlot, next http.Handler, w http.Respo
 	if slot.req.Load() != c { // a spare is in the slot already: no store
 		slot.req.Store(c)
 	}
-	defer func() {
-		if c.cancelledSilent() {
-			s.reject(w) // a long poll the drain ended, which said nothing
-		}
-		s.handlerReturned(c)
-		slot.release(rw, b)
-		s.exit()
-	}()
+	defer s.leaveSlot(slot, b)
 	next.ServeHTTP(rw, r)
+}
+
+// leaveSlot ends serveOnSlot's request, whose writer's base is b, as its
+// handler returns or panics.
+func (s *Shutdowner) leaveSlot(slot *connSlot, b *base) {
+	c := &b.ctx
+	if c.cancelledSilent() {
+		s.reject(b.rw) // a long poll the drain ended, which said nothing
+	}
+	s.handlerReturned(c)
+	slot.release(b)
+	s.exit()
 }
 
 // copyWithContext sets *dst to a copy of r with context ctx. WithContext's

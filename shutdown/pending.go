@@ -4,9 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"reflect"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Pending requests: those still running, with nothing written, when the
@@ -126,7 +126,7 @@ type slotLive struct {
 	spare     *base
 	spareRW   http.ResponseWriter
 	spareKind int
-	kindOf    reflect.Type
+	kindOf    unsafe.Pointer
 
 	active, settled atomic.Int32 // HTTP/2
 	cancelled       atomic.Bool  // HTTP/2: cancelPending cancelled it
@@ -170,7 +170,9 @@ func (sl *connSlot) hijacked() {
 }
 
 // plainWriter returns a writer for w, the connection's spare one if it is
-// of w's kind, and the base inside it, ready for a request.
+// of w's kind, and the base inside it, ready for a request. The spare
+// stays the slot's while the request runs, unless release finds that
+// something may still reach it.
 func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *base) {
 	l := sl.live.Load() // not nil: a hijacked connection serves no request
 	if !l.plain.Load() {
@@ -179,45 +181,46 @@ func (sl *connSlot) plainWriter(w http.ResponseWriter) (http.ResponseWriter, *ba
 	// A connection's writers are of one type, almost always: the kind is
 	// looked up once (writerKind's type assertions cost more than the
 	// rest of the request's path), unless the type unwraps to another
-	// writer, whose interfaces its kind depends on too.
-	k := l.spareKind
-	if t := reflect.TypeOf(w); t != l.kindOf || t == nil {
-		k, l.kindOf = writerKind(w), t
+	// writer, whose interfaces its kind depends on too. The type is
+	// told by the interface's first word, unique to it (ifaceWords).
+	if t := wordsOf(&w).tab; t != l.kindOf || l.spare == nil {
+		k := writerKind(w)
+		l.kindOf = t
 		if _, unwraps := w.(interface{ Unwrap() http.ResponseWriter }); unwraps {
 			l.kindOf = nil
 		}
+		if l.spare == nil || l.spareKind != k {
+			l.spareRW, l.spare = newWriterOf(k)
+			l.spareKind = k
+		}
 	}
-	rw, b := l.spareRW, l.spare
-	if b == nil || l.spareKind != k {
-		rw, b = newWriterOf(k)
-	}
-	l.spare, l.spareRW, l.spareKind = nil, nil, k
+	b := l.spare
 	b.rw = w
-	return rw, b
+	return l.spareRW, b
 }
 
-// release keeps b, rw's base, as the connection's spare writer if nothing
-// can still reach it: its request was plain (no stream, no signal of its
-// own, no hijack, not cancelled as pending, nothing in more). The slot
-// still points to it, returned, until the next request, which resets its
-// flags. A request that hijacked stays in the slot for its pumps; another
-// leaves. It lets go of net/http's response and the request's header
-// either way.
-func (sl *connSlot) release(rw http.ResponseWriter, b *base) {
+// release lets go of b's request, served by plainWriter: of net/http's
+// response and the request's header. It keeps b as the connection's spare
+// writer if nothing can still reach it: its request was plain (no
+// stream, no signal of its own, no hijack, not cancelled as pending,
+// nothing in more). The slot still points to it, returned, until the
+// next request, which resets its flags. A request that hijacked stays in
+// the slot for its pumps; another leaves.
+func (sl *connSlot) release(b *base) {
 	b.rw, b.header = nil, nil
 	c := &b.ctx
 	f := c.flags.Load()
 	if f&hijackedFlag != 0 {
-		return
+		return // the connection serves no other request
 	}
 	if f&(askedFlag|cancelledFlag) != 0 || c.more != nil || c.stream.Load() != nil {
 		sl.req.Store(nil)
+		l := sl.live.Load()
+		l.spare, l.spareRW = nil, nil
 		return
 	}
 	c.Context = nil
 	c.switched, c.headerCalled, c.sniffed = false, false, false
-	l := sl.live.Load()
-	l.spare, l.spareRW = b, rw
 }
 
 // enterSlot puts c, a request on sl's connection, in sl. An HTTP/2

@@ -1,44 +1,96 @@
 package shutdown
 
 import (
-	"crypto/tls"
 	"iter"
+	"math/bits"
 	"net"
 	"net/http"
+	"sync/atomic"
+	"unsafe"
 )
 
 // serverConn is a server connection seen through the hooks: its state,
 // seen through ConnState, and its slot, made by ConnContext.
 type serverConn struct {
-	c     net.Conn
-	state http.ConnState // StateIdle until ConnState has said otherwise
-	slot  *connSlot      // nil without ConnContext
+	c net.Conn
+	// An http.ConnState: StateIdle until ConnState has said otherwise.
+	// Set without serverMu for StateActive and StateIdle, by the
+	// connection's goroutine.
+	state atomic.Int32
+	slot  *connSlot // nil without ConnContext; set under serverMu
 }
 
-// serverConns is the set of a Shutdowner's server connections, guarded by
-// its serverMu. net/http's own connections, *net.TCPConn and *tls.Conn,
-// are keyed by their pointers, any other by the interface: hashing and
-// comparing an interface took a third of what a request costs with the
-// hooks, which look its connection up twice (BenchmarkMiddleware's
-// instruction counts, README).
+// serverConns is the set of a Shutdowner's server connections. It is
+// changed under the Shutdowner's serverMu, but get needs no lock: net/http
+// calls ConnState twice a request, and a mutex and a map there cost a third
+// of what a request costs through the middleware with the hooks
+// (BenchmarkMiddleware's instruction counts, README). No map of the
+// standard library is read without a lock at that cost: sync.Map's
+// Load hashes and walks a trie of atomics, and costs as much as the lock.
+//
+// It is a hash table of open addressing, probed in line: an entry
+// forgotten leaves a tombstone, so that get, which looks only for a
+// connection present, never stops short of it; add makes a new table,
+// without tombstones, when entries and tombstones fill three quarters
+// of it, and publishes it whole. A get that loaded the old table finds
+// the same entries in it, since they are shared.
 type serverConns struct {
-	tcp   map[*net.TCPConn]*serverConn
-	tls   map[*tls.Conn]*serverConn
-	other map[net.Conn]*serverConn
+	table atomic.Pointer[connTable]
+	live  int // entries, under serverMu
+	used  int // entries and tombstones in the current table, under serverMu
 }
 
-// get returns c's entry, or nil.
+// connTable is a table of serverConns, len(slots) a power of two, 1<<(64-shift).
+type connTable struct {
+	slots []atomic.Pointer[serverConn]
+	shift uint
+}
+
+// tombstone fills a slot whose entry has been forgotten; its c is nil,
+// which no connection looked up is.
+var tombstone = new(serverConn)
+
+// ifaceWords are the two words of a non-empty interface value, as the gc
+// toolchain lays it out (runtime.iface): its itab, unique to the pair of
+// the interface type and the dynamic type, and its pointer.
+//
+// A connection's words are its identity: net/http gives the hooks the
+// same interface value, the one its listener's Accept returned, for the
+// connection's life. Hashing and comparing the interface as a
+// map[net.Conn] does (maphash.Comparable and ==) cost as much as the lock
+// this table saves, through the runtime's type-generic hash and equality.
+type ifaceWords struct{ tab, data unsafe.Pointer }
+
+// wordsOf returns the words of *i, which must be of a non-empty interface
+// type.
+func wordsOf[I any](i *I) ifaceWords { return *(*ifaceWords)(unsafe.Pointer(i)) }
+
+// home returns the slot where the probe for k starts: k's pointer, hashed
+// by Fibonacci's multiplier, whose high bits mix all of the pointer's.
+func (t *connTable) home(k ifaceWords) int {
+	return int(uint64(uintptr(k.data)) * 0x9e3779b97f4a7c15 >> t.shift)
+}
+
+// get returns c's entry, or nil. It is safe to call without serverMu, and
+// concurrently with the changes made under it.
 func (m *serverConns) get(c net.Conn) *serverConn {
-	switch c := c.(type) {
-	case *net.TCPConn:
-		return m.tcp[c]
-	case *tls.Conn:
-		return m.tls[c]
+	t := m.table.Load()
+	if t == nil {
+		return nil
 	}
-	return m.other[c]
+	k, mask := wordsOf(&c), len(t.slots)-1
+	for i := t.home(k); ; i = (i + 1) & mask {
+		sc := t.slots[i].Load()
+		if sc == nil {
+			return nil
+		}
+		if wordsOf(&sc.c) == k {
+			return sc
+		}
+	}
 }
 
-// of returns c's entry, made if need be.
+// of returns c's entry, made if need be. serverMu must be held.
 func (m *serverConns) of(c net.Conn) *serverConn {
 	if sc := m.get(c); sc != nil {
 		return sc
@@ -46,61 +98,91 @@ func (m *serverConns) of(c net.Conn) *serverConn {
 	return m.add(c)
 }
 
-// add makes c's entry, which it has not, and returns it.
+// add makes c's entry, which it has not, and returns it. serverMu must be
+// held.
 func (m *serverConns) add(c net.Conn) *serverConn {
-	sc := &serverConn{c: c, state: http.StateIdle}
-	switch c := c.(type) {
-	case *net.TCPConn:
-		m.tcp = put(m.tcp, c, sc)
-	case *tls.Conn:
-		m.tls = put(m.tls, c, sc)
-	default:
-		m.other = put(m.other, c, sc)
+	sc := &serverConn{c: c}
+	sc.state.Store(int32(http.StateIdle))
+	t := m.table.Load()
+	if t == nil || (m.used+1)*4 > len(t.slots)*3 {
+		t = m.grow()
 	}
+	mask := len(t.slots) - 1
+	i := t.home(wordsOf(&c))
+	for {
+		if old := t.slots[i].Load(); old == nil || old == tombstone {
+			if old == nil {
+				m.used++
+			}
+			break
+		}
+		i = (i + 1) & mask
+	}
+	t.slots[i].Store(sc)
+	m.live++
 	return sc
 }
 
-// put sets m[k] to v, making m if it is nil, and returns m.
-func put[K comparable](m map[K]*serverConn, k K, v *serverConn) map[K]*serverConn {
-	if m == nil {
-		m = make(map[K]*serverConn)
+// grow publishes a new table with room for twice the entries, and none of
+// the tombstones, of the current one, and returns it.
+func (m *serverConns) grow() *connTable {
+	n := 16
+	for n*3 < (m.live+1)*2*4 {
+		n *= 2
 	}
-	m[k] = v
-	return m
+	t := &connTable{slots: make([]atomic.Pointer[serverConn], n), shift: uint(64 - bits.TrailingZeros(uint(n)))}
+	if old := m.table.Load(); old != nil {
+		for i := range old.slots {
+			if sc := old.slots[i].Load(); sc != nil && sc != tombstone {
+				j := t.home(wordsOf(&sc.c))
+				for t.slots[j].Load() != nil {
+					j = (j + 1) & (n - 1)
+				}
+				t.slots[j].Store(sc)
+			}
+		}
+	}
+	m.used = m.live
+	m.table.Store(t)
+	return t
 }
 
-// remove forgets c's entry.
-func (m *serverConns) remove(c net.Conn) {
-	switch c := c.(type) {
-	case *net.TCPConn:
-		delete(m.tcp, c)
-	case *tls.Conn:
-		delete(m.tls, c)
-	default:
-		delete(m.other, c)
+// remove forgets c's entry, if it has one, and returns it. serverMu must
+// be held.
+func (m *serverConns) remove(c net.Conn) *serverConn {
+	t := m.table.Load()
+	if t == nil {
+		return nil
+	}
+	k, mask := wordsOf(&c), len(t.slots)-1
+	for i := t.home(k); ; i = (i + 1) & mask {
+		sc := t.slots[i].Load()
+		if sc == nil {
+			return nil
+		}
+		if wordsOf(&sc.c) == k {
+			t.slots[i].Store(tombstone)
+			m.live--
+			return sc
+		}
 	}
 }
 
 // all yields every entry; the loop may remove the one it is given.
+// serverMu must be held.
 func (m *serverConns) all() iter.Seq[*serverConn] {
 	return func(yield func(*serverConn) bool) {
-		for _, sc := range m.tcp {
-			if !yield(sc) {
-				return
-			}
+		t := m.table.Load()
+		if t == nil {
+			return
 		}
-		for _, sc := range m.tls {
-			if !yield(sc) {
-				return
-			}
-		}
-		for _, sc := range m.other {
-			if !yield(sc) {
+		for i := range t.slots {
+			if sc := t.slots[i].Load(); sc != nil && sc != tombstone && !yield(sc) {
 				return
 			}
 		}
 	}
 }
 
-// len returns the number of entries.
-func (m *serverConns) len() int { return len(m.tcp) + len(m.tls) + len(m.other) }
+// len returns the number of entries. serverMu must be held.
+func (m *serverConns) len() int { return m.live }

@@ -70,13 +70,11 @@ type Shutdowner struct {
 	idleClosed, drainBegun atomic.Bool
 
 	// Server connections seen through ConnState and ConnContext
-	// (connstate.go, pending.go), guarded by serverMu: their states and
-	// slots until they are hijacked or closed, how many of them are new
-	// or active, and, once a drain is over, that new ones are to be
-	// closed.
+	// (connstate.go, pending.go), changed under serverMu: their states
+	// and slots until they are hijacked or closed, and, once a drain is
+	// over, that new ones are to be closed.
 	serverMu    sync.Mutex
 	serverConns serverConns
-	openConns   int
 	closeNew    bool
 	hooked      atomic.Bool               // ConnState has been called
 	hijacked    []net.Conn                // seen hijacked, not yet forgotten (sweepHijacked)
@@ -189,6 +187,9 @@ type Stats struct {
 	// [Shutdowner.ConnState], that are neither idle nor hijacked: a
 	// request is being served on them, or none has begun yet (the client
 	// has not sent one, or not all of its header). Zero without the hook.
+	// It is counted by a look at each connection the hook has seen, since
+	// keeping a count would cost every request: Stats takes time in
+	// proportion to the server connections open, idle ones included.
 	Open int
 }
 
@@ -205,7 +206,7 @@ func (s *Shutdowner) Stats() Stats {
 		Forced:   s.forced.Load(),
 		Goodbyes: s.goodbyes.Load(),
 		Draining: state&drainingBit != 0,
-		Open:     s.openServerConns(),
+		Open:     s.openServerConns(-1),
 
 		Unwritten:  s.unwritten.Load(),
 		Unanswered: s.unanswered.Load(),
