@@ -63,9 +63,15 @@ func (s *Shutdowner) connState(c net.Conn, state http.ConnState) {
 			_ = c.Close() // the drain is over; the error tells nothing
 			return
 		}
-		fallthrough
-	case http.StateActive, http.StateIdle:
 		s.serverConns.of(c).state.Store(int32(state))
+	case http.StateActive, http.StateIdle:
+		// Not seen at StateNew: the hook was set later, or, once the
+		// drain is over, closeUnstarted has closed and forgotten the
+		// connection as its first request began, and its goroutine has
+		// yet to see it closed.
+		if !s.closeNew {
+			s.serverConns.of(c).state.Store(int32(state))
+		}
 	default: // closed
 		s.serverConns.remove(c)
 	}

@@ -2,9 +2,13 @@ package shutdown
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The set of server connections finds each kind of connection net/http
@@ -135,5 +139,75 @@ func TestServerConnsGrowAndForget(t *testing.T) {
 	wg.Wait()
 	if n := len(m.table.Load().slots); n > 8192 {
 		t.Errorf("the table has %d slots for at most %d entries", n, len(conns))
+	}
+}
+
+// closedPipe reports whether c, one end of a net.Pipe whose other end is
+// open, has been closed.
+func closedPipe(c net.Conn) bool {
+	return errors.Is(c.SetReadDeadline(time.Time{}), io.ErrClosedPipe)
+}
+
+// The end of a drain closes the connections on which no request has begun,
+// as requests begin on others without a lock: a connection is closed, and
+// forgotten, exactly when its first request had not begun when the drain
+// looked; the others stay, and count in Stats().Open while a request runs
+// on them. Run it with -race, and -count for the interleavings.
+func TestCloseUnstartedWhileRequestsBegin(t *testing.T) {
+	const n = 300 // a third never begins, a third has begun, a third races
+	var s Shutdowner
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, peer := net.Pipe()
+		defer c.Close()
+		defer peer.Close()
+		conns[i] = c
+		s.ConnState(c, http.StateNew)
+	}
+	for _, c := range conns[n/3 : 2*n/3] {
+		s.ConnState(c, http.StateActive)
+	}
+	if got := s.Stats().Open; got != n {
+		t.Fatalf("Open = %d with every connection new or active, want %d", got, n)
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns[2*n/3:] {
+		wg.Go(func() {
+			s.ConnState(c, http.StateActive)
+			s.ConnState(c, http.StateIdle)
+			s.ConnState(c, http.StateActive)
+		})
+	}
+	s.closeUnstarted()
+	wg.Wait()
+	open := 0
+	for i, c := range conns {
+		closed, found := closedPipe(c), s.serverConns.get(c) != nil
+		switch {
+		case i < n/3 && (!closed || found):
+			t.Errorf("connection %d, never begun: closed %v, still known %v", i, closed, found)
+		case i >= n/3 && i < 2*n/3 && (closed || !found):
+			t.Errorf("connection %d, begun: closed %v, still known %v", i, closed, found)
+		case closed == found:
+			t.Errorf("connection %d, racing: closed %v and still known %v", i, closed, found)
+		}
+		if found {
+			open++
+		}
+	}
+	if got := s.Stats().Open; got != open {
+		t.Errorf("Open = %d, want the %d connections left, each active", got, open)
+	}
+	for _, c := range conns {
+		s.ConnState(c, http.StateIdle)
+	}
+	if got := s.Stats().Open; got != 0 {
+		t.Errorf("Open = %d once every connection left is idle, want 0", got)
+	}
+	for _, c := range conns {
+		s.ConnState(c, http.StateClosed)
+	}
+	if got := s.serverConns.len(); got != 0 {
+		t.Errorf("%d connections still known once all have closed", got)
 	}
 }
