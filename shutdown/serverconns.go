@@ -156,19 +156,16 @@ func (m *serverConns) grow() *connTable {
 	return t
 }
 
-// remove forgets c's entry, if it has one, and returns it. serverMu must
-// be held.
-func (m *serverConns) remove(c net.Conn) *serverConn {
+// remove forgets c's entry, if it has one. serverMu must be held.
+func (m *serverConns) remove(c net.Conn) {
 	t := m.table.Load()
 	if t == nil {
-		return nil
+		return
 	}
-	i, sc := t.find(wordsOf(&c))
-	if sc != nil {
+	if i, sc := t.find(wordsOf(&c)); sc != nil {
 		t.slots[i].Store(tombstone)
 		m.live--
 	}
-	return sc
 }
 
 // all yields every entry; the loop may remove the one it is given.
