@@ -66,6 +66,7 @@ func (c *conn) forget() {
 func (s *Shutdowner) track(c net.Conn, req *requestContext, ws, switched bool) *conn {
 	tc := &conn{Conn: c, s: s}
 	tc.ws.on = ws
+	tc.ws.r = frameFollower{phase: phaseFrames, client: true}
 	if switched {
 		tc.ws.f.phase = phaseFrames
 	}
@@ -245,8 +246,27 @@ func (c *conn) Close() error {
 // server. Closing it directly bypasses the drain's count: close the conn
 // returned by Hijack instead. Writing to it bypasses the websocket's frame
 // follower, so that a goodbye on the handler's behalf may then cut a frame
-// that was written there.
-func (c *conn) NetConn() net.Conn { return c.Conn }
+// that was written there. Reading from it may bypass the follower of the
+// client's frames, which from this call on no longer tells.
+func (c *conn) NetConn() net.Conn {
+	c.ws.state.Or(wsUnfollowed)
+	return c.Conn
+}
+
+// Read reads from the connection, following a websocket client's frames:
+// once its close frame has been read whole, after a goodbye, Close closes
+// at once (closeAnswered). Reads are a single goroutine's at a time, as
+// every websocket library reads.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if w := &c.ws; w.on && n > 0 && w.state.Load()&(wsAnswered|wsUnfollowed) == 0 {
+		w.r.follow(p[:n])
+		if w.r.closed && w.r.atBoundary() {
+			w.state.Or(wsAnswered)
+		}
+	}
+	return n, err
+}
 
 // ReadFrom uses the underlying connection's ReadFrom where it has one, but
 // on a websocket, whose bytes Write follows.
@@ -260,8 +280,10 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(writerOnly{c.Conn}, r)
 }
 
-// WriteTo uses the underlying connection's WriteTo where it has one.
+// WriteTo uses the underlying connection's WriteTo where it has one, past
+// the follower of a websocket client's frames.
 func (c *conn) WriteTo(w io.Writer) (int64, error) {
+	c.ws.state.Or(wsUnfollowed)
 	if wt, ok := c.Conn.(io.WriterTo); ok {
 		return wt.WriteTo(w)
 	}

@@ -6,12 +6,13 @@ import (
 	"testing"
 )
 
-// frameStream builds a server's byte stream from program: an optional
-// response head, then frames whose opcodes, flags, length encodings and
-// payload sizes the program's bytes choose. It returns the stream, the
-// offsets at which a frame begins or the stream ends (the boundaries), and
-// the offset just past the first close frame's header, or -1.
-func frameStream(program []byte) (stream []byte, boundaries []int, closeAt int) {
+// frameStream builds a byte stream from program: a server's, with an
+// optional response head, or a client's, whose frames are masked, then
+// frames whose opcodes, flags, length encodings and payload sizes the
+// program's bytes choose. It returns the stream, the offsets at which a
+// frame begins or the stream ends (the boundaries), the offset just past
+// the first close frame's header, or -1, and whether it is a client's.
+func frameStream(program []byte) (stream []byte, boundaries []int, closeAt int, client bool) {
 	next := func() byte {
 		if len(program) == 0 {
 			return 0
@@ -21,7 +22,10 @@ func frameStream(program []byte) (stream []byte, boundaries []int, closeAt int) 
 		return b
 	}
 	closeAt = -1
-	if next()&1 == 1 {
+	switch next() & 3 {
+	case 2, 3:
+		client = true
+	case 1:
 		stream = append(stream, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
 	}
 	for len(program) > 0 {
@@ -53,6 +57,10 @@ func frameStream(program []byte) (stream []byte, boundaries []int, closeAt int) 
 		default:
 			h[1] = byte(n)
 		}
+		if client {
+			h[1] |= 0x80
+			h = append(h, next(), 'H', 0x88, next()) // the masking key
+		}
 		stream = append(stream, h...)
 		if op == opClose && closeAt < 0 {
 			closeAt = len(stream)
@@ -64,15 +72,18 @@ func frameStream(program []byte) (stream []byte, boundaries []int, closeAt int) 
 		}
 	}
 	boundaries = append(boundaries, len(stream))
-	return stream, boundaries, closeAt
+	return stream, boundaries, closeAt, client
 }
 
 // checkFollow writes stream through a follower in the pieces that splits
 // cuts it into, and checks at every cut what the follower says against the
 // boundaries the stream was built with.
-func checkFollow(t *testing.T, stream []byte, boundaries []int, closeAt int, splits []byte) {
+func checkFollow(t *testing.T, stream []byte, boundaries []int, closeAt int, client bool, splits []byte) {
 	t.Helper()
 	var f frameFollower
+	if client {
+		f = frameFollower{phase: phaseFrames, client: true}
+	}
 	at := 0
 	for i := 0; at < len(stream); i++ {
 		size := 1
@@ -105,18 +116,35 @@ func checkFollow(t *testing.T, stream []byte, boundaries []int, closeAt int, spl
 	}
 }
 
-// The follower finds every frame boundary, whatever the frames and however
-// the writes split them. The seed corpus is in testdata/fuzz.
+// The follower finds every frame boundary, in a server's stream or a
+// client's, whatever the frames and however the writes or reads split them. The seed corpus is in testdata/fuzz.
 func FuzzFrameFollower(f *testing.F) {
 	f.Add([]byte{1, 0x81, 0, 5, 0x88, 0, 2}, []byte{0})
 	f.Add([]byte{0, 0x01, 2, 1, 0, 0x80, 1, 30, 0x89, 0, 0}, []byte{1, 2, 3, 250})
 	f.Add([]byte{1, 0xc1, 3, 200, 0x02, 0, 125}, []byte{255, 0, 0, 9})
+	f.Add([]byte{2, 0x81, 2, 1, 7, 9, 0x88, 0, 2, 3, 4}, []byte{1, 3})
 	f.Fuzz(func(t *testing.T, program, splits []byte) {
 		// A few hundred frames say all there is to say, and keep each
 		// run short.
-		stream, boundaries, closeAt := frameStream(program[:min(len(program), 1024)])
-		checkFollow(t, stream, boundaries, closeAt, splits)
+		stream, boundaries, closeAt, client := frameStream(program[:min(len(program), 1024)])
+		checkFollow(t, stream, boundaries, closeAt, client, splits)
 	})
+}
+
+// A client's frame that is not masked loses the follower for good: what it
+// would say from there on, a close frame included, cannot be trusted.
+func TestClientFrameNotMasked(t *testing.T) {
+	f := frameFollower{phase: phaseFrames, client: true}
+	f.follow([]byte{0x81, 0x82, 1, 2, 3, 4, 'h', 'i'}) // masked "hi"
+	if !f.atBoundary() {
+		t.Fatal("not at a boundary after a whole masked frame")
+	}
+	for _, p := range [][]byte{{0x81, 0x02}, {'h', 'i'}, {0x88, 0x82, 1, 2, 3, 4, 0x03, 0xe8}} {
+		f.follow(p)
+		if f.atBoundary() || f.closed {
+			t.Fatalf("after %q, an unmasked frame before it: atBoundary %v, closed %v, want neither", p, f.atBoundary(), f.closed)
+		}
+	}
 }
 
 // BenchmarkFrameFollower measures following one small frame, a 2-byte

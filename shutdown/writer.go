@@ -237,6 +237,10 @@ func (b *base) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		s.forgetHijacked()
 	}
 	tc := s.track(c, &b.ctx, isWebSocket(b.header), b.ctx.switched)
+	if brw != nil && brw.Reader != nil && brw.Reader.Buffered() > 0 {
+		// The client's first bytes were read ahead of the conn.
+		tc.ws.state.Or(wsUnfollowed)
+	}
 	if brw != nil && brw.Writer != nil {
 		// net/http's is empty; another's may not be. Reset keeps the
 		// buffer: no allocation.
