@@ -19,15 +19,16 @@ import (
 // nor the Shutdowner's, the Shutdowner writes the close frame of WithGoodbye
 // at the next frame boundary, then waits for the library underneath to close
 // the connection (it does once the peer answers), or closes it itself. The
-// close is at once where the peer has closed its side with nothing left
-// unread, and otherwise a lingering close, so that the frame is not lost to
-// a reset. No goodbye
-// and no Close waits for a handler's write, which a peer that stopped
-// reading may block for good: a goodbye that finds a write in progress is
-// left for that write to say, and Close closes the connection under it. A
-// goodbye that cannot be written is counted (unwritten) and its connection
-// closed at once. At a deadline, every websocket that has had no close frame
-// gets one before the force-close.
+// close is at once where the peer's answering close frame has been read
+// through the connection (its client-to-server frames are followed too), or
+// the peer has closed its side with nothing left unread, and otherwise a
+// lingering close, so that the frame is not lost to a reset. No goodbye and
+// no Close waits for a handler's write, which a peer that stopped reading
+// may block for good: a goodbye that finds a write in progress is left for
+// that write to say, and Close closes the connection under it. A goodbye
+// that cannot be written is counted (unwritten) and its connection closed at
+// once. At a deadline, every websocket that has had no close frame gets one
+// before the force-close.
 
 // ErrGoodbyeSent is the error that writes to a connection or stream return
 // once the [Shutdowner] has said goodbye on the handler's behalf: after a
