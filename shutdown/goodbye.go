@@ -47,6 +47,13 @@ const (
 
 var defaultGoodbye = closeFrame(DefaultGoodbyeCode, DefaultGoodbyeReason)
 
+// goodbyeTry bounds the first try at writing a goodbye on a handler's
+// behalf from goodbyeAll's workers: a peer with room in its buffers takes
+// the frame at once, and one that has stopped reading gets the rest of
+// goodbyeTimeout from a goroutine of its own, so that the workers do not
+// wait a second for each such peer before the goodbyes of those that read.
+const goodbyeTry = 10 * time.Millisecond
+
 // goodbyeTimeout bounds the write of a goodbye on a handler's behalf, and
 // how long the Shutdowner waits, once its close frame is written, for the
 // library underneath to close the connection before it begins the
@@ -163,7 +170,7 @@ func (c *conn) Write(p []byte) (int, error) {
 		n, err = c.Conn.Write(p)
 		w.f.follow(p[:n])
 	default:
-		n, err = writeToGoodbye(&w.f, c.Conn.Write, p, c.sendGoodbye)
+		n, err = writeToGoodbye(&w.f, c.Conn.Write, p, func() { c.sendGoodbye(false) })
 	}
 	if err != nil && !errors.Is(err, ErrGoodbyeSent) {
 		w.state.Or(wsBroken)
@@ -216,12 +223,17 @@ func writeToGoodbye(f boundaryFollower, write func([]byte) (int, error), p []byt
 // the goodbye awaits the peer's answer, and if nobody closes the
 // connection within goodbyeTimeout the lingering close begins. In the end
 // game, the force-close follows at once and owns the close.
-func (c *conn) sendGoodbye() {
+//
+// With handOff set, a write that the peer does not take within goodbyeTry
+// goes on in a goroutine of its own, which holds c.ws.mu until it ends and
+// then lets go of it: sendGoodbye then reports handedOff, and its caller
+// must not unlock.
+func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 	w := &c.ws
 	frame := c.s.goodbyeFrame()
 	if frame == nil || w.f.closed {
 		w.state.And(^uint32(wsPending)) // the handler said its own
-		return
+		return false
 	}
 	broken := false
 	if !w.f.atBoundary() {
@@ -230,14 +242,14 @@ func (c *conn) sendGoodbye() {
 		// cannot be said, and the connection is closed now rather than
 		// at the deadline.
 		if w.state.Load()&wsBroken == 0 || c.s.goodbyeCap.Load() != 0 {
-			return
+			return false
 		}
 		broken = true
 	}
 	for {
 		st := w.state.Load()
 		if st&(wsSent|wsClosed) != 0 {
-			return
+			return false
 		}
 		if w.state.CompareAndSwap(st, (st|wsSent)&^wsPending) {
 			break
@@ -245,17 +257,48 @@ func (c *conn) sendGoodbye() {
 	}
 	if broken {
 		c.abandon()
-		return
+		return false
 	}
-	endGame, d := c.s.setGoodbyeDeadline(c.Conn)
-	if !endGame && time.Now().After(d) {
-		// The deadline passed while this goroutine waited to run, on a
-		// loaded machine: the write would fail without trying the peer.
-		c.s.setGoodbyeDeadline(c.Conn)
+	if !handOff || c.s.goodbyeCap.Load() != 0 {
+		endGame, d := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
+		if !endGame && time.Now().After(d) {
+			// The deadline passed while this goroutine waited to run, on
+			// a loaded machine: the write would fail without trying the
+			// peer.
+			endGame, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
+		}
+		n, err := c.Conn.Write(frame)
+		c.goodbyeWritten(n, err, endGame)
+		return false
 	}
+	// A first try, which a peer with room in its buffers takes at once;
+	// one that has stopped reading gets the rest of the goodbye's time
+	// from a goroutine of its own, so that the goodbyes after this one
+	// do not wait for it (goodbyeAll). So does a try that a loaded
+	// machine kept from running before its deadline.
+	d := time.Now().Add(goodbyeTimeout)
+	endGame, _ := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTry))
 	n, err := c.Conn.Write(frame)
+	if ne := net.Error(nil); endGame || !errors.As(err, &ne) || !ne.Timeout() {
+		c.goodbyeWritten(n, err, endGame)
+		return false
+	}
+	go func() {
+		endGame, _ := c.s.setGoodbyeDeadline(c.Conn, d)
+		m, err := c.Conn.Write(frame[n:])
+		c.goodbyeWritten(n+m, err, endGame)
+		w.mu.Unlock()
+	}()
+	return true
+}
+
+// goodbyeWritten takes in how the write of a goodbye's close frame ended:
+// n bytes written, with err. endGame is set where the end game had begun
+// when the write's deadline was set. c.ws.mu must be held.
+func (c *conn) goodbyeWritten(n int, err error, endGame bool) {
+	w := &c.ws
 	switch {
-	case err != nil || n < len(frame):
+	case err != nil || n < len(c.s.goodbyeFrame()):
 		if !endGame {
 			c.abandon()
 		}
@@ -300,11 +343,10 @@ func (c *conn) abandon() {
 	closeNow(c.Conn)
 }
 
-// setGoodbyeDeadline sets the write deadline of a goodbye on nc: within
-// goodbyeTimeout, and never past the end game's cap. It reports whether the
-// end game has begun, and the deadline.
-func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool, d time.Time) {
-	d = time.Now().Add(goodbyeTimeout)
+// setGoodbyeDeadline sets the write deadline of a goodbye on nc: d, or the
+// end game's cap if that is sooner. It reports whether the end game has
+// begun, and the deadline set.
+func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn, d time.Time) (endGame bool, set time.Time) {
 	limit := s.goodbyeCap.Load()
 	if limit != 0 && limit < d.UnixNano() {
 		d = time.Unix(0, limit)
@@ -315,8 +357,10 @@ func (s *Shutdowner) setGoodbyeDeadline(nc net.Conn) (endGame bool, d time.Time)
 	// above, it may have shortened this deadline before it was set.
 	if now := s.goodbyeCap.Load(); now != limit {
 		limit = now
-		d = time.Unix(0, limit)
-		_ = nc.SetWriteDeadline(d)
+		if limit < d.UnixNano() {
+			d = time.Unix(0, limit)
+			_ = nc.SetWriteDeadline(d)
+		}
 	}
 	return limit != 0, d
 }
@@ -342,8 +386,8 @@ func (c *conn) tryGoodbye() {
 	if !w.mu.TryLock() {
 		return
 	}
-	if w.state.Load()&wsPending != 0 {
-		c.sendGoodbye()
+	if w.state.Load()&wsPending != 0 && c.sendGoodbye(true) {
+		return // the goodbye's goroutine has the lock now
 	}
 	w.mu.Unlock()
 }
@@ -379,8 +423,9 @@ func (s *Shutdowner) scheduleGoodbye(g goodbyer, d time.Duration) {
 // their own: thousands at once would contend for two cores, and a goodbye's
 // write deadline could pass while its goroutine waits to run, failing the
 // write of a peer that reads. A goodbye never waits for a handler's write;
-// one whose peer has stopped reading holds its goroutine for
-// goodbyeTimeout at most.
+// one whose peer does not take it within goodbyeTry goes on in a goroutine
+// of its own, for goodbyeTimeout at most (sendGoodbye), so that peers that
+// stopped reading do not hold up the goodbyes of those that read.
 func goodbyeAll(gs []goodbyer) {
 	if len(gs) == 0 {
 		return
@@ -442,7 +487,7 @@ func (s *Shutdowner) deadlineGoodbyes(deadline time.Time) {
 			for c := range next {
 				c.ws.state.Or(wsPending)
 				if c.ws.mu.TryLock() {
-					c.sendGoodbye()
+					c.sendGoodbye(false)
 					c.ws.mu.Unlock()
 				} else {
 					_ = c.SetWriteDeadline(deadline)

@@ -386,3 +386,54 @@ func TestSlowReadersGetTheirGoodbye(t *testing.T) {
 		})
 	}
 }
+
+// Peers that stopped reading do not hold up the goodbyes of those that
+// read: goodbyes go out from a few workers, and one whose peer does not
+// take it at once finishes in a goroutine of its own rather than hold its
+// worker for the goodbye's second. With 256 peers that stopped reading,
+// enough to block every worker, the reading clients all read 1001 within
+// half that second, which a worker held by a stuck peer would exceed; the
+// goodbyes to the stuck peers are counted as unwritten or unanswered.
+func TestStuckPeersDoNotDelayOthersGoodbyes(t *testing.T) {
+	const stuck, reading = 256, 16
+	var s shutdown.Shutdowner
+	full := make(chan struct{}, stuck)
+	fills := wstest.FillsThenIdles(full)
+	connected := make(chan struct{}, reading)
+	reader := unawareReader()
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stuck" {
+			fills.ServeHTTP(w, r)
+			return
+		}
+		connected <- struct{}{}
+		reader.ServeHTTP(w, r)
+	}))
+	ts, url, _ := stuckServer(t, h, false)
+	wstest.DialStuckPeers(t, url+"/stuck", nil, stuck)
+	wstest.Receive(t, full, stuck)
+	codes := make([]<-chan wstest.Goodbye, reading)
+	for i := range codes {
+		codes[i] = wstest.Dial(t, url+"/")
+	}
+	wstest.Receive(t, connected, reading)
+
+	start := time.Now()
+	err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config)
+	var latest time.Duration
+	for _, g := range wstest.WantCodes(t, codes, shutdown.DefaultGoodbyeCode) {
+		latest = max(latest, g.At.Sub(start))
+	}
+	if latest > 500*time.Millisecond {
+		t.Errorf("the last reading client read 1001 %v after the drain began, want within 500 ms", latest)
+	}
+	// A stuck peer whose buffers still had room for the close frame has
+	// it delivered (its TCP acknowledged it) and counts in neither.
+	var de *shutdown.DrainError
+	if lost := 0; !errors.As(err, &de) || de.Err != nil {
+		t.Fatalf("err = %v, want a DrainError with goodbyes not written or unanswered, and no deadline", err)
+	} else if lost = de.Unwritten + de.Unanswered; lost < stuck*3/4 || lost > stuck {
+		t.Fatalf("%d goodbyes not written or unanswered, want most of the %d to peers that stopped reading, and none to those that read", lost, stuck)
+	}
+	t.Logf("the last reading client read 1001 after %v; %v", latest, err)
+}
