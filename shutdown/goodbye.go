@@ -259,27 +259,26 @@ func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 		c.abandon()
 		return false
 	}
-	if !handOff || c.s.goodbyeCap.Load() != 0 {
-		endGame, d := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
-		if !endGame && time.Now().After(d) {
-			// The deadline passed while this goroutine waited to run, on
-			// a loaded machine: the write would fail without trying the
-			// peer.
-			endGame, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
-		}
-		n, err := c.Conn.Write(frame)
-		c.goodbyeWritten(n, err, endGame)
-		return false
-	}
-	// A first try, which a peer with room in its buffers takes at once;
-	// one that has stopped reading gets the rest of the goodbye's time
-	// from a goroutine of its own, so that the goodbyes after this one
-	// do not wait for it (goodbyeAll). So does a try that a loaded
-	// machine kept from running before its deadline.
+	// From goodbyeAll's workers, before the end game, a first try, which
+	// a peer with room in its buffers takes at once; one that has stopped
+	// reading gets the rest of the goodbye's time from a goroutine of its
+	// own, so that the goodbyes after this one do not wait for it. So
+	// does a try that a loaded machine kept from running before its
+	// deadline.
+	handOff = handOff && c.s.goodbyeCap.Load() == 0
 	d := time.Now().Add(goodbyeTimeout)
-	endGame, _ := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTry))
+	first := d
+	if handOff {
+		first = time.Now().Add(goodbyeTry)
+	}
+	endGame, set := c.s.setGoodbyeDeadline(c.Conn, first)
+	if !handOff && !endGame && time.Now().After(set) {
+		// The deadline passed while this goroutine waited to run, on a
+		// loaded machine: the write would fail without trying the peer.
+		endGame, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
+	}
 	n, err := c.Conn.Write(frame)
-	if ne := net.Error(nil); endGame || !errors.As(err, &ne) || !ne.Timeout() {
+	if ne := net.Error(nil); !handOff || endGame || !errors.As(err, &ne) || !ne.Timeout() {
 		c.goodbyeWritten(n, err, endGame)
 		return false
 	}
