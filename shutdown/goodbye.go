@@ -48,10 +48,12 @@ const (
 var defaultGoodbye = closeFrame(DefaultGoodbyeCode, DefaultGoodbyeReason)
 
 // goodbyeTry bounds the first try at writing a goodbye on a handler's
-// behalf from goodbyeAll's workers: a peer with room in its buffers takes
-// the frame at once, and one that has stopped reading gets the rest of
-// goodbyeTimeout from a goroutine of its own, so that the workers do not
-// wait a second for each such peer before the goodbyes of those that read.
+// behalf from goodbyeAll's workers, where the connection is not a socket
+// that can be tried without waiting (tryGoodbyeFirst): a peer with room in
+// its buffers takes the frame at once, and one that has stopped reading
+// gets the rest of goodbyeTimeout from a goroutine of its own, so that the
+// workers do not wait a second for each such peer before the goodbyes of
+// those that read.
 const goodbyeTry = 10 * time.Millisecond
 
 // goodbyeTimeout bounds the write of a goodbye on a handler's behalf, and
@@ -224,10 +226,10 @@ func writeToGoodbye(f boundaryFollower, write func([]byte) (int, error), p []byt
 // connection within goodbyeTimeout the lingering close begins. In the end
 // game, the force-close follows at once and owns the close.
 //
-// With handOff set, a write that the peer does not take within goodbyeTry
-// goes on in a goroutine of its own, which holds c.ws.mu until it ends and
-// then lets go of it: sendGoodbye then reports handedOff, and its caller
-// must not unlock.
+// With handOff set, before the end game, the write is tryGoodbyeFirst's:
+// one that the peer does not take at once goes on in a goroutine of its
+// own, which holds c.ws.mu until it ends and then lets go of it;
+// sendGoodbye then reports handedOff, and its caller must not unlock.
 func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 	w := &c.ws
 	frame := c.s.goodbyeFrame()
@@ -259,34 +261,48 @@ func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 		c.abandon()
 		return false
 	}
-	// From goodbyeAll's workers, before the end game, a first try, which
-	// a peer with room in its buffers takes at once; one that has stopped
-	// reading gets the rest of the goodbye's time from a goroutine of its
-	// own, so that the goodbyes after this one do not wait for it. So
-	// does a try that a loaded machine kept from running before its
-	// deadline.
-	handOff = handOff && c.s.goodbyeCap.Load() == 0
 	d := time.Now().Add(goodbyeTimeout)
-	first := d
-	if handOff {
-		first = time.Now().Add(goodbyeTry)
+	if handOff && c.s.goodbyeCap.Load() == 0 {
+		return c.tryGoodbyeFirst(frame, d)
 	}
-	endGame, set := c.s.setGoodbyeDeadline(c.Conn, first)
-	if !handOff && !endGame && time.Now().After(set) {
+	endGame, set := c.s.setGoodbyeDeadline(c.Conn, d)
+	if !endGame && time.Now().After(set) {
 		// The deadline passed while this goroutine waited to run, on a
 		// loaded machine: the write would fail without trying the peer.
 		endGame, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
 	}
 	n, err := c.Conn.Write(frame)
-	if ne := net.Error(nil); !handOff || endGame || !errors.As(err, &ne) || !ne.Timeout() {
-		c.goodbyeWritten(n, err, endGame)
+	c.goodbyeWritten(n, err, endGame)
+	return false
+}
+
+// tryGoodbyeFirst writes a goodbye's close frame from goodbyeAll's
+// workers, before the end game: a first try, which a peer with room in its
+// buffers takes at once, and which on a socket neither waits nor sets a
+// deadline (tryWrite); elsewhere it waits goodbyeTry at most. A peer that
+// does not take the frame (it has stopped reading, or a loaded machine kept
+// the try from running before its deadline) gets the rest of the frame
+// until d from a goroutine of its own, so that the goodbyes after this one
+// do not wait for it. It reports whether it handed the write off so, as
+// sendGoodbye does. c.ws.mu must be held.
+func (c *conn) tryGoodbyeFirst(frame []byte, d time.Time) (handedOff bool) {
+	n, tried, err := tryWrite(c.Conn, frame)
+	if !tried {
+		_, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTry))
+		n, err = c.Conn.Write(frame)
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			err = nil // not taken in time: handed off below
+		}
+	}
+	if n == len(frame) || err != nil {
+		c.goodbyeWritten(n, err, c.s.goodbyeCap.Load() != 0)
 		return false
 	}
 	go func() {
 		endGame, _ := c.s.setGoodbyeDeadline(c.Conn, d)
 		m, err := c.Conn.Write(frame[n:])
 		c.goodbyeWritten(n+m, err, endGame)
-		w.mu.Unlock()
+		c.ws.mu.Unlock()
 	}()
 	return true
 }

@@ -393,8 +393,18 @@ func TestSlowReadersGetTheirGoodbye(t *testing.T) {
 // worker for the goodbye's second. With 256 peers that stopped reading,
 // enough to block every worker, the reading clients all read 1001 within
 // half that second, which a worker held by a stuck peer would exceed; the
-// goodbyes to the stuck peers are counted as unwritten or unanswered.
+// goodbyes to the stuck peers are counted as unwritten or unanswered. Over
+// TCP the first try does not wait; over TLS, which is no socket to try so,
+// it waits a moment under a deadline.
 func TestStuckPeersDoNotDelayOthersGoodbyes(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[tlsOn], func(t *testing.T) {
+			testStuckPeersDoNotDelayOthersGoodbyes(t, tlsOn)
+		})
+	}
+}
+
+func testStuckPeersDoNotDelayOthersGoodbyes(t *testing.T, tlsOn bool) {
 	const stuck, reading = 256, 16
 	var s shutdown.Shutdowner
 	full := make(chan struct{}, stuck)
@@ -409,15 +419,14 @@ func TestStuckPeersDoNotDelayOthersGoodbyes(t *testing.T) {
 		connected <- struct{}{}
 		reader.ServeHTTP(w, r)
 	}))
-	ts, url, _ := stuckServer(t, h, false)
-	wstest.DialStuckPeers(t, url+"/stuck", nil, stuck)
+	ts, url, cfg := stuckServer(t, h, tlsOn)
+	wstest.DialStuckPeers(t, url+"/stuck", cfg, stuck)
 	wstest.Receive(t, full, stuck)
 	codes := make([]<-chan wstest.Goodbye, reading)
 	for i := range codes {
-		codes[i] = wstest.Dial(t, url+"/")
+		codes[i] = wstest.DialWith(t, &websocket.Dialer{TLSClientConfig: cfg}, url+"/")
 	}
 	wstest.Receive(t, connected, reading)
-
 	start := time.Now()
 	err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config)
 	var latest time.Duration

@@ -1,6 +1,7 @@
 package shutdown
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"unsafe"
@@ -47,4 +48,34 @@ func unsent(c net.Conn) int {
 		}
 	})
 	return n
+}
+
+// tryWrite writes p to c, if c is a socket, in one attempt that does not
+// wait for room in its buffer, and so needs no write deadline, whose timer
+// a goodbye's first try would otherwise set and leave to fire: it returns
+// how much of p went out (less, with no error, where the buffer had too
+// little room), or the write's error. It reports tried false where it did
+// not write: c is not a socket (a TLS connection), is closed, or its write
+// deadline has passed.
+func tryWrite(c net.Conn, p []byte) (n int, tried bool, err error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, false, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	// RawConn.Write holds the socket's write lock, as net.Conn's Write
+	// does, and calls f once: it waits only if f reports false.
+	if rc.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), p)
+		return true
+	}) != nil {
+		return 0, false, nil
+	}
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+		return 0, true, nil
+	}
+	return max(n, 0), true, err
 }

@@ -10,3 +10,7 @@ func peerClosed(net.Conn) bool { return false }
 // unsent returns -1: this system does not tell how much of what was
 // written to c its peer has acknowledged.
 func unsent(net.Conn) int { return -1 }
+
+// tryWrite reports tried false: a goodbye's first try writes with a
+// deadline.
+func tryWrite(net.Conn, []byte) (n int, tried bool, err error) { return 0, false, nil }
