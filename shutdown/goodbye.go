@@ -67,9 +67,13 @@ const goodbyeTimeout = time.Second
 // connection has been closed: a peer that answers within it costs no system
 // call. In BenchmarkDrainAtScale, on two cores, none of 1,000 or 5,000
 // websockets was looked at, and four in five of 15,000, whose answers queue
-// behind each other for longer. A second or more, which would spare those
-// too, leaves a linger too little time to see a slow reader's progress
-// (TestSlowReadersGetTheirGoodbye).
+// behind each other for longer; those looks cost about a tenth of that
+// drain's CPU time. Later leaves a linger too little time to see a slow
+// reader's progress: at half a second one run in six of
+// TestSlowReadersGetTheirGoodbye failed, at a second four in six. Looking
+// only when the linger begins and waiting lingerQuiet from then would spare
+// the looks, but give up on a peer that stopped reading three seconds after
+// its goodbye rather than two (TestStopWarnsOfLostGoodbyes).
 const goodbyeLook = goodbyeTimeout / 4
 
 // lingerQuiet is how long a lingering close waits on a peer that shows no
