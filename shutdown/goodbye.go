@@ -47,15 +47,6 @@ const (
 
 var defaultGoodbye = closeFrame(DefaultGoodbyeCode, DefaultGoodbyeReason)
 
-// goodbyeTry bounds the first try at writing a goodbye on a handler's
-// behalf from goodbyeAll's workers, where the connection is not a socket
-// that can be tried without waiting (tryGoodbyeFirst): a peer with room in
-// its buffers takes the frame at once, and one that has stopped reading
-// gets the rest of goodbyeTimeout from a goroutine of its own, so that the
-// workers do not wait a second for each such peer before the goodbyes of
-// those that read.
-const goodbyeTry = 10 * time.Millisecond
-
 // goodbyeTimeout bounds the write of a goodbye on a handler's behalf, and
 // how long the Shutdowner waits, once its close frame is written, for the
 // library underneath to close the connection before it begins the
@@ -231,9 +222,10 @@ func writeToGoodbye(f boundaryFollower, write func([]byte) (int, error), p []byt
 // game, the force-close follows at once and owns the close.
 //
 // With handOff set, before the end game, the write is tryGoodbyeFirst's:
-// one that the peer does not take at once goes on in a goroutine of its
-// own, which holds c.ws.mu until it ends and then lets go of it;
-// sendGoodbye then reports handedOff, and its caller must not unlock.
+// one that the peer does not take at once, or any over TLS, goes on in a
+// goroutine of its own, which holds c.ws.mu until it ends and then lets go
+// of it; sendGoodbye then reports handedOff, and its caller must not
+// unlock.
 func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 	w := &c.ws
 	frame := c.s.goodbyeFrame()
@@ -265,11 +257,10 @@ func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 		c.abandon()
 		return false
 	}
-	d := time.Now().Add(goodbyeTimeout)
 	if handOff && c.s.goodbyeCap.Load() == 0 {
-		return c.tryGoodbyeFirst(frame, d)
+		return c.tryGoodbyeFirst(frame)
 	}
-	endGame, set := c.s.setGoodbyeDeadline(c.Conn, d)
+	endGame, set := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
 	if !endGame && time.Now().After(set) {
 		// The deadline passed while this goroutine waited to run, on a
 		// loaded machine: the write would fail without trying the peer.
@@ -281,29 +272,23 @@ func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 }
 
 // tryGoodbyeFirst writes a goodbye's close frame from goodbyeAll's
-// workers, before the end game: a first try, which a peer with room in its
-// buffers takes at once, and which on a socket neither waits nor sets a
-// deadline (tryWrite); elsewhere it waits goodbyeTry at most. A peer that
-// does not take the frame (it has stopped reading, or a loaded machine kept
-// the try from running before its deadline) gets the rest of the frame
-// until d from a goroutine of its own, so that the goodbyes after this one
-// do not wait for it. It reports whether it handed the write off so, as
-// sendGoodbye does. c.ws.mu must be held.
-func (c *conn) tryGoodbyeFirst(frame []byte, d time.Time) (handedOff bool) {
+// workers, before the end game, without holding up the goodbyes after it:
+// on a socket, a first try that neither waits nor sets a deadline
+// (tryWrite), which a peer with room in its buffers takes at once.
+// Elsewhere, and for what a peer does not take so (it has stopped reading,
+// or reads slowly), the write goes on in a goroutine of its own, for
+// goodbyeTimeout from when that goroutine runs. A short deadline there
+// would not do: a TLS connection whose write timed out is broken for good,
+// and could not finish the frame. It reports whether it handed the write
+// off so, as sendGoodbye does. c.ws.mu must be held.
+func (c *conn) tryGoodbyeFirst(frame []byte) (handedOff bool) {
 	n, tried, err := tryWrite(c.Conn, frame)
-	if !tried {
-		_, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTry))
-		n, err = c.Conn.Write(frame)
-		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-			err = nil // not taken in time: handed off below
-		}
-	}
-	if n == len(frame) || err != nil {
+	if tried && (n == len(frame) || err != nil) {
 		c.goodbyeWritten(n, err, c.s.goodbyeCap.Load() != 0)
 		return false
 	}
 	go func() {
-		endGame, _ := c.s.setGoodbyeDeadline(c.Conn, d)
+		endGame, _ := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
 		m, err := c.Conn.Write(frame[n:])
 		c.goodbyeWritten(n+m, err, endGame)
 		c.ws.mu.Unlock()
@@ -442,8 +427,8 @@ func (s *Shutdowner) scheduleGoodbye(g goodbyer, d time.Duration) {
 // their own: thousands at once would contend for two cores, and a goodbye's
 // write deadline could pass while its goroutine waits to run, failing the
 // write of a peer that reads. A goodbye never waits for a handler's write;
-// one whose peer does not take it within goodbyeTry goes on in a goroutine
-// of its own, for goodbyeTimeout at most (sendGoodbye), so that peers that
+// one whose peer does not take it at once goes on in a goroutine of its
+// own, for goodbyeTimeout at most (tryGoodbyeFirst), so that peers that
 // stopped reading do not hold up the goodbyes of those that read.
 func goodbyeAll(gs []goodbyer) {
 	if len(gs) == 0 {
