@@ -197,18 +197,52 @@ func (p *proxy) waitState(tb testing.TB, i int, state string) {
 type instance struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
+	err    error   // cmd.Wait's, once exited is closed
+	log    logTail // the end of what it printed
+}
+
+// logTail keeps the last 4 KB written to it.
+type logTail struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	if len(l.b) > 4096 {
+		l.b = l.b[len(l.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
+
+// describe says how an instance that should still run ended, and what it
+// printed last.
+func (in *instance) describe() string {
+	select {
+	case <-in.exited:
+		return fmt.Sprintf("it exited: %v; its output ends:\n%s", in.err, in.log.String())
+	default:
+		return "it is running"
+	}
 }
 
 func startInstance(tb testing.TB, bin string, port int, cfg fleetConfig) *instance {
 	tb.Helper()
 	cmd := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-bare-addr", "127.0.0.1:0", "-tick", "100ms",
 		"-drain-delay", cfg.drainDelay.String(), "-stagger", cfg.stagger.String())
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	in := &instance{cmd: cmd, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &in.log, &in.log
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	in := &instance{cmd: cmd, exited: make(chan struct{})}
 	go func() { in.err = cmd.Wait(); close(in.exited) }()
 	tb.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -268,7 +302,7 @@ func runFleet(tb testing.TB, cfg fleetConfig) fleetResult {
 				sig = syscall.SIGKILL
 			}
 			if err := in.cmd.Process.Signal(sig); err != nil {
-				tb.Fatal(err)
+				tb.Fatalf("instance %d: %v: %s", i, err, in.describe())
 			}
 			select {
 			case <-in.exited:
