@@ -51,12 +51,12 @@ func unsent(c net.Conn) int {
 }
 
 // tryWrite writes p to c, if c is a socket, in one attempt that does not
-// wait for room in its buffer, and so needs no write deadline, whose timer
-// a goodbye's first try would otherwise set and leave to fire: it returns
-// how much of p went out (less, with no error, where the buffer had too
-// little room), or the write's error. It reports tried false where it did
-// not write: c is not a socket (a TLS connection), is closed, or its write
-// deadline has passed.
+// wait for room in its buffer, and so needs neither a write deadline, whose
+// timer would fire after each of thousands of goodbyes, nor a goroutine: it
+// returns how much of p went out (less, with no error, where the buffer had
+// too little room), or the write's error. It reports tried false where it
+// did not write: c is not a socket (a TLS connection), is closed, or its
+// write deadline has passed.
 func tryWrite(c net.Conn, p []byte) (n int, tried bool, err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -11,6 +11,6 @@ func peerClosed(net.Conn) bool { return false }
 // written to c its peer has acknowledged.
 func unsent(net.Conn) int { return -1 }
 
-// tryWrite reports tried false: a goodbye's first try writes with a
-// deadline.
+// tryWrite reports tried false: a goodbye is written from a goroutine of
+// its own, under its deadline.
 func tryWrite(net.Conn, []byte) (n int, tried bool, err error) { return 0, false, nil }
