@@ -260,15 +260,22 @@ func (c *conn) sendGoodbye(handOff bool) (handedOff bool) {
 	if handOff && c.s.goodbyeCap.Load() == 0 {
 		return c.tryGoodbyeFirst(frame)
 	}
+	c.writeGoodbye(frame, 0)
+	return false
+}
+
+// writeGoodbye writes frame from its n-th byte on, the bytes before it
+// written already, within goodbyeTimeout or the end game's cap, and takes
+// in how the write ended. c.ws.mu must be held.
+func (c *conn) writeGoodbye(frame []byte, n int) {
 	endGame, set := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
 	if !endGame && time.Now().After(set) {
 		// The deadline passed while this goroutine waited to run, on a
 		// loaded machine: the write would fail without trying the peer.
 		endGame, _ = c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
 	}
-	n, err := c.Conn.Write(frame)
-	c.goodbyeWritten(n, err, endGame)
-	return false
+	m, err := c.Conn.Write(frame[n:])
+	c.goodbyeWritten(n+m, err, endGame)
 }
 
 // tryGoodbyeFirst writes a goodbye's close frame from goodbyeAll's
@@ -288,9 +295,7 @@ func (c *conn) tryGoodbyeFirst(frame []byte) (handedOff bool) {
 		return false
 	}
 	go func() {
-		endGame, _ := c.s.setGoodbyeDeadline(c.Conn, time.Now().Add(goodbyeTimeout))
-		m, err := c.Conn.Write(frame[n:])
-		c.goodbyeWritten(n+m, err, endGame)
+		c.writeGoodbye(frame, n)
 		c.ws.mu.Unlock()
 	}()
 	return true
