@@ -181,8 +181,8 @@ func liveHeap() (heap, stacks int64) {
 // connShapes are the shapes measured, with the most the middleware may
 // add to an open websocket's heap in each, on a server without the
 // ConnContext and ConnState hooks and with them: 256 bytes, what the
-// tracking of the connection (an 80-byte conn and its entry in the
-// Shutdowner's set), the 80-byte allocation of the request's writer and
+// tracking of the connection (a 96-byte conn, which holds its place in
+// the Shutdowner's set), the 80-byte allocation of the request's writer and
 // context, kept by the handler that runs or the goroutine that keeps the
 // context, and, with the hooks, the connection's 32-byte slot come to.
 // Before the writer let go of net/http's response when its hijacking
