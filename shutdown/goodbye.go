@@ -64,7 +64,12 @@ const goodbyeTimeout = time.Second
 // TestSlowReadersGetTheirGoodbye failed, at a second four in six. Looking
 // only when the linger begins and waiting lingerQuiet from then would spare
 // the looks, but give up on a peer that stopped reading three seconds after
-// its goodbye rather than two (TestStopWarnsOfLostGoodbyes).
+// its goodbye rather than two (TestStopWarnsOfLostGoodbyes). One
+// NETLINK_SOCK_DIAG dump for the looks due at once would save little: it
+// reports every TCP socket of the network namespace, at about 1.7 µs each
+// on two cores, against 2.3 µs for a TIOCOUTQ (a dump of both ends of
+// 6,000 loopback connections took 20 ms, their servers' 6,000 ioctls
+// 13.5 ms).
 const goodbyeLook = goodbyeTimeout / 4
 
 // lingerQuiet is how long a lingering close waits on a peer that shows no
