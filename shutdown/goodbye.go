@@ -53,25 +53,6 @@ var defaultGoodbye = closeFrame(DefaultGoodbyeCode, DefaultGoodbyeReason)
 // lingering close itself.
 const goodbyeTimeout = time.Second
 
-// goodbyeLook is how long after a goodbye the Shutdowner looks how much of
-// what was sent the peer has not acknowledged (awaitAnswer), unless the
-// connection has been closed: a peer that answers within it costs no system
-// call. In BenchmarkDrainAtScale, on two cores, none of 1,000 or 5,000
-// websockets was looked at, and four in five of 15,000, whose answers queue
-// behind each other for longer; those looks cost about a tenth of that
-// drain's CPU time. Later leaves a linger too little time to see a slow
-// reader's progress: at half a second one run in six of
-// TestSlowReadersGetTheirGoodbye failed, at a second four in six. Looking
-// only when the linger begins and waiting lingerQuiet from then would spare
-// the looks, but give up on a peer that stopped reading three seconds after
-// its goodbye rather than two (TestStopWarnsOfLostGoodbyes). One
-// NETLINK_SOCK_DIAG dump for the looks due at once would save little: it
-// reports every TCP socket of the network namespace, at about 1.7 µs each
-// on two cores, against 2.3 µs for a TIOCOUTQ (a dump of both ends of
-// 6,000 loopback connections took 20 ms, their servers' 6,000 ioctls
-// 13.5 ms).
-const goodbyeLook = goodbyeTimeout / 4
-
 // lingerQuiet is how long a lingering close waits on a peer that shows no
 // sign of life (linger). Over loopback, whose segments are 64 KB, a client
 // that reads 100 KB a second acknowledges in steps about 0.7 s apart.
@@ -327,22 +308,14 @@ func (c *conn) goodbyeWritten(n int, err error, endGame bool) {
 }
 
 // awaitAnswer begins the lingering close of a connection whose goodbye went
-// out at sent, unless its owner has closed it goodbyeTimeout later. A peer
-// that reads slowly shows progress over the whole wait, which on loopback
-// comes in window updates seconds apart: what is unacknowledged is looked at
-// goodbyeLook after the goodbye, if the owner has not closed the connection
-// by then, as the owner of most does once its peer has answered.
+// out at sent, unless its owner has closed it goodbyeTimeout later, as the
+// owner of most does once its peer has answered. It costs no system call:
+// linger looks at the socket only if the close has not begun by then.
 func (c *conn) awaitAnswer(sent time.Time) {
-	time.AfterFunc(goodbyeLook, func() {
-		if c.ws.state.Load()&(wsLinger|wsClosed) != 0 {
-			return // closed, or its close begun
+	time.AfterFunc(goodbyeTimeout, func() {
+		if c.lingers(false) { // not once the owner's Close has begun the linger
+			c.linger(sent)
 		}
-		q := unsent(bottom(c.Conn))
-		time.AfterFunc(goodbyeTimeout-time.Since(sent), func() {
-			if c.lingers(false) { // not once the owner's Close has begun the linger
-				c.linger(sent, q)
-			}
-		})
 	})
 }
 
@@ -538,7 +511,7 @@ func (c *conn) lingers(spawn bool) bool {
 		default:
 			if w.state.CompareAndSwap(st, st|wsLinger) {
 				if spawn && !c.closeAnswered() {
-					go c.linger(time.Now(), -1)
+					go c.linger(time.Now())
 				}
 				return true
 			}
@@ -582,18 +555,28 @@ func (c *conn) closeAnswered() bool {
 // It waits as long as the peer shows life, however long it takes to read
 // what was queued before the close frame: input, or, where the system tells
 // (unsent), more of what was sent acknowledged. lingerQuiet without either
-// since the last sign, or since the goodbye (quiet is then when it went out,
-// and unacked what was unacknowledged of it goodbyeLook later, or -1 to
-// look now), ends the wait: the goodbye is delivered if the peer's TCP has
-// acknowledged all of it, and unanswered if not. The force-close at the
-// drain's deadline ends the wait too. Only then does linger close the
-// connection. Closing with unread input would answer the peer with a reset,
-// which discards what it has not read yet, close frame included. The
-// connection counts in the drain until then.
+// since the last sign, or since the goodbye, ends the wait: the goodbye is
+// delivered if the peer's TCP has acknowledged all of it, and unanswered if
+// not. The force-close at the drain's deadline ends the wait too. Only then
+// does linger close the connection. Closing with unread input would answer
+// the peer with a reset, which discards what it has not read yet, close
+// frame included. The connection counts in the drain until then.
+//
+// quiet is when the peer last showed life, as far as the caller knows: when
+// the goodbye went out, or now. Data the socket has sent since (lastSent),
+// which only the peer's opening its window or acknowledging what was in
+// flight lets out, is a sign of life too, so that a slow reader's progress
+// before linger begins counts, while a peer that stopped reading is still
+// given up lingerQuiet after its goodbye (TestSlowReadersGetTheirGoodbye,
+// TestUnacknowledgedGoodbyeGivenUpAfterTwoSeconds). linger is the only
+// look at the socket, for a connection still open a second after its
+// goodbye: at 15,000 websockets on two cores, a look at what was
+// unacknowledged 250 ms after each goodbye had cost about a tenth of the
+// drain's CPU time (BenchmarkDrainAtScale).
 //
 // Its reads go past the conn's follower of the client's frames, which the
 // library's read loop, still reading, may be using.
-func (c *conn) linger(quiet time.Time, unacked int) {
+func (c *conn) linger(quiet time.Time) {
 	w := &c.ws
 	w.mu.Lock() // the goodbye's write, bounded by its deadline, has ended
 	abandoned := w.state.Load()&wsClosed != 0
@@ -602,12 +585,13 @@ func (c *conn) linger(quiet time.Time, unacked int) {
 		return
 	}
 	b := bottom(c.Conn)
+	if ago, ok := lastSent(b); ok && time.Since(quiet)-ago > sentSlack {
+		quiet = time.Now() // before the FIN, which may push what waits
+	}
 	if cw, ok := b.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite() // errors tell nothing: the close follows
 	}
-	if unacked < 0 {
-		unacked = unsent(b)
-	}
+	unacked := unsent(b)
 	var buf [512]byte
 	answered := false
 	for {
@@ -642,6 +626,12 @@ func (c *conn) linger(quiet time.Time, unacked int) {
 	}
 	_ = c.Conn.Close()
 }
+
+// sentSlack is how much later than quiet data must have gone out for
+// linger to take it as a sign of life: more than the kernel's clock ticks,
+// in which it keeps the time of the last send, can hide, so that the
+// goodbye's own close frame does not count.
+const sentSlack = 50 * time.Millisecond
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {

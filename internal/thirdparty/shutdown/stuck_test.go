@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,6 +233,78 @@ func TestDeadlinesHeldWithStuckPeers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A peer that stopped reading with room left in the server's send buffer:
+// the close frame is written, but queued behind what the peer has not
+// taken, and never acknowledged. The Shutdowner gives it up two seconds
+// after its goodbye, not three (nothing was sent after the goodbye, so the
+// look a second after it finds no sign of life), counts it unanswered, and
+// closes the connection without a reset: once the peer reads again, it
+// reads every byte it was sent, the close frame last.
+func TestUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t *testing.T) {
+	var s shutdown.Shutdowner
+	message := bytes.Repeat([]byte("queued "), 60000/7)
+	written := make(chan struct{}, 1)
+	ts := httptest.NewUnstartedServer(s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if err := c.WriteMessage(websocket.BinaryMessage, message); err != nil {
+			t.Error(err)
+			return
+		}
+		written <- struct{}{}
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	})))
+	ts.Listener = largeSendBuffers{ts.Listener}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	peer := wstest.DialStuck(t, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	wstest.Receive(t, written, 1)
+
+	start := time.Now()
+	err := s.ShutdownWithServer(contextWithTimeout(t, 10*time.Second), ts.Config)
+	took := time.Since(start)
+	var de *shutdown.DrainError
+	if !errors.As(err, &de) || de.Err != nil || de.Unanswered != 1 || de.Unwritten != 0 {
+		t.Fatalf("ShutdownWithServer = %v, want a DrainError with one goodbye unanswered and no deadline", err)
+	}
+	if took < 1900*time.Millisecond || took > 2750*time.Millisecond {
+		t.Errorf("drained in %v, want the stuck peer given up two seconds after its goodbye", took)
+	}
+
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatalf("the peer read %d bytes, then %v; want the end of the stream", len(got), err)
+	}
+	want := binary.BigEndian.AppendUint16([]byte{0x82, 126}, uint16(len(message)))
+	want = append(want, message...)
+	want = append(want, 0x88, byte(2+len(wstest.Reason)), 0x03, 0xe9)
+	want = append(want, wstest.Reason...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the peer read %d bytes ending in %q, want the %d-byte message and the close frame 1001", len(got), got[max(0, len(got)-30):], len(message))
+	}
+}
+
+// largeSendBuffers is a listener whose connections have send buffers as
+// large as the system allows, so that a write of 60 KB to a peer that does
+// not read completes.
+type largeSendBuffers struct{ net.Listener }
+
+func (l largeSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(1 << 20)
+	}
+	return c, err
 }
 
 // A handler that wrote until its peer's buffers were full and then went
