@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -241,8 +240,17 @@ func TestDeadlinesHeldWithStuckPeers(t *testing.T) {
 // after its goodbye, not three (nothing was sent after the goodbye, so the
 // look a second after it finds no sign of life), counts it unanswered, and
 // closes the connection without a reset: once the peer reads again, it
-// reads every byte it was sent, the close frame last.
+// reads every byte it was sent, the close frame last. Over TLS too, whose
+// goodbye is written from a goroutine of its own.
 func TestUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ws", true: "wss"}[tlsOn], func(t *testing.T) {
+			testUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t, tlsOn)
+		})
+	}
+}
+
+func testUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t *testing.T, tlsOn bool) {
 	var s shutdown.Shutdowner
 	message := bytes.Repeat([]byte("queued "), 60000/7)
 	written := make(chan struct{}, 1)
@@ -264,9 +272,15 @@ func TestUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t *testing.T) {
 		}
 	})))
 	ts.Listener = largeSendBuffers{ts.Listener}
-	ts.Start()
+	var cfg *tls.Config
+	if tlsOn {
+		ts.StartTLS()
+		cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
+	} else {
+		ts.Start()
+	}
 	t.Cleanup(ts.Close)
-	peer := wstest.DialStuck(t, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	peer := wstest.DialStuck(t, wsURL(ts), cfg)
 	wstest.Receive(t, written, 1)
 
 	start := time.Now()
@@ -366,8 +380,16 @@ func echoMessage(i int) []byte {
 // client reads every echo sent before the goodbye, whole and in order, and
 // then 1001, because the drain waits for them within its budget; with a
 // budget too short for them, the drain says how many goodbyes went
-// unanswered.
+// unanswered. Over TLS, the lingering close looks at the socket beneath.
 func TestSlowReadersGetTheirGoodbye(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ws", true: "wss"}[tlsOn], func(t *testing.T) {
+			testSlowReadersGetTheirGoodbye(t, tlsOn)
+		})
+	}
+}
+
+func testSlowReadersGetTheirGoodbye(t *testing.T, tlsOn bool) {
 	const n, rate, sent = 50, 100_000, 300
 	for _, tc := range []struct {
 		name   string
@@ -375,7 +397,7 @@ func TestSlowReadersGetTheirGoodbye(t *testing.T) {
 	}{{"budget enough", 10 * time.Second}, {"budget too short", 300 * time.Millisecond}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s shutdown.Shutdowner
-			ts := httpServer(t, s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ts := httptest.NewUnstartedServer(s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 				if err != nil {
 					return
@@ -391,7 +413,15 @@ func TestSlowReadersGetTheirGoodbye(t *testing.T) {
 					}
 				}
 			})))
-			dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var cfg *tls.Config
+			if tlsOn {
+				ts.StartTLS()
+				cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
+			} else {
+				ts.Start()
+			}
+			t.Cleanup(ts.Close)
+			dialer := websocket.Dialer{TLSClientConfig: cfg, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 				return slowConn{c, rate}, err
 			}}
