@@ -585,8 +585,10 @@ func (c *conn) linger(quiet time.Time) {
 		return
 	}
 	b := bottom(c.Conn)
-	if ago, ok := lastSent(b); ok && time.Since(quiet)-ago > sentSlack {
-		quiet = time.Now() // before the FIN, which may push what waits
+	if since := time.Since(quiet); since > sentSlack { // not for an owner's Close, whose quiet is now
+		if ago, ok := lastSent(b); ok && since-ago > sentSlack {
+			quiet = time.Now() // looked at before the FIN, which may push what waits
+		}
 	}
 	if cw, ok := b.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite() // errors tell nothing: the close follows
