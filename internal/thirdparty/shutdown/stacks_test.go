@@ -190,15 +190,8 @@ func TestGoodbyesForUnawareStacks(t *testing.T) {
 func serveStack(t testing.TB, s *shutdown.Shutdowner, h http.Handler, secure bool) (*httptest.Server, *websocket.Dialer) {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(s.Middleware(h))
-	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	if secure {
-		ts.StartTLS()
-		dialer.TLSClientConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	} else {
-		ts.Start()
-	}
-	t.Cleanup(ts.Close)
-	return ts, dialer
+	cfg := startServer(t, ts, secure)
+	return ts, &websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: cfg}
 }
 
 // A handler that says its own goodbye on its signal keeps it: the client

@@ -32,14 +32,21 @@ func stuckServer(t testing.TB, h http.Handler, tlsOn bool) (ts *httptest.Server,
 	t.Helper()
 	ts = httptest.NewUnstartedServer(h)
 	ts.Listener = wstest.SmallSendBuffers(ts.Listener)
-	if tlsOn {
-		ts.StartTLS()
-		cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
-	} else {
-		ts.Start()
-	}
+	cfg = startServer(t, ts, tlsOn)
+	return ts, wsURL(ts), cfg
+}
+
+// startServer starts ts, over TLS if tlsOn, closes it when the test ends,
+// and returns the TLS configuration its clients need, nil without TLS.
+func startServer(t testing.TB, ts *httptest.Server, tlsOn bool) *tls.Config {
+	t.Helper()
 	t.Cleanup(ts.Close)
-	return ts, "ws" + ts.URL[len("http"):], cfg
+	if !tlsOn {
+		ts.Start()
+		return nil
+	}
+	ts.StartTLS()
+	return ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 }
 
 // waitStalled returns once *progress, counting a handler's writes, has not
@@ -272,14 +279,7 @@ func testUnacknowledgedGoodbyeGivenUpAfterTwoSeconds(t *testing.T, tlsOn bool) {
 		}
 	})))
 	ts.Listener = largeSendBuffers{ts.Listener}
-	var cfg *tls.Config
-	if tlsOn {
-		ts.StartTLS()
-		cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
-	} else {
-		ts.Start()
-	}
-	t.Cleanup(ts.Close)
+	cfg := startServer(t, ts, tlsOn)
 	peer := wstest.DialStuck(t, wsURL(ts), cfg)
 	wstest.Receive(t, written, 1)
 
@@ -413,14 +413,7 @@ func testSlowReadersGetTheirGoodbye(t *testing.T, tlsOn bool) {
 					}
 				}
 			})))
-			var cfg *tls.Config
-			if tlsOn {
-				ts.StartTLS()
-				cfg = ts.Client().Transport.(*http.Transport).TLSClientConfig
-			} else {
-				ts.Start()
-			}
-			t.Cleanup(ts.Close)
+			cfg := startServer(t, ts, tlsOn)
 			dialer := websocket.Dialer{TLSClientConfig: cfg, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 				return slowConn{c, rate}, err
